@@ -1,0 +1,32 @@
+# gapray: `make demo` runs the main job locally, `make test` runs the whole test suite.
+# Both create a virtual environment and install everything from scratch on a fresh clone.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# No CUDA on this machine: the CPU wheel of torch 2.13.0 (on disk here); with CUDA: the normal wheel.
+TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo 'torch>=2.4'; else echo 'torch==2.13.0'; fi)
+DATA_DIR ?= $(if $(GAPRAY_DATA_DIR),$(GAPRAY_DATA_DIR),../shared/data)
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint install clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/gapray data describe physionet2012 --data-dir $(DATA_DIR)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+lint: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[dev]"
+	$(VENV)/bin/ruff check platform envs tests tuning benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

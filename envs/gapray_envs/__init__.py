@@ -1,0 +1,1 @@
+"""Gymnasium/RLlib environments of gapray (the GIL MDP lands with the GIL issue)."""

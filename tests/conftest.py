@@ -1,0 +1,62 @@
+"""Shared fixtures: hermetic HOME/MLflow/Ray, the real data folder, one Ray per session.
+
+HOME is redirected before anything imports ray or mlflow, so ``~/ray_results``,
+``~/.ray/auth_token`` and ``~/.config/mlflow`` land in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="gapray-test-home-"))
+os.environ["HOME"] = str(_SESSION_HOME)
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ["GAPRAY_CACHE_DIR"] = str(_SESSION_HOME / "gapray-cache")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """``GAPRAY_DATA_DIR``, else ``../shared/data`` beside the repository."""
+    configured = os.environ.get("GAPRAY_DATA_DIR")
+    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.fail(f"real data folder {path} not found: set GAPRAY_DATA_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return shared_data_dir()
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[object]:
+    """One local Ray instance for the whole test session (2 CPUs, no dashboard)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 _temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture()
+def mlflow_uri(tmp_path: Path) -> str:
+    """A fresh sqlite MLflow tracking store in a temporary folder."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
