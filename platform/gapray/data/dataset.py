@@ -24,10 +24,11 @@ class DatasetError(ValueError):
     """Raised when data handed to gapray is malformed; the message names what and where."""
 
 
-def _optional_array(value: object, name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray | None:
+def _optional_array(value: object, name: str, dtype: type | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``value`` as an array of ``dtype`` (kept as is when None) and exactly ``shape``."""
     if value is None:
         return None
-    array = np.asarray(value, dtype=dtype)
+    array = np.asarray(value) if dtype is None else np.asarray(value, dtype=dtype)
     if array.shape != shape:
         raise DatasetError(f"{name} has shape {array.shape}, expected {shape}")
     return array
@@ -69,14 +70,13 @@ class TimeSeriesDataset:
             raise DatasetError(f"{self.name}: X has an infinite value at sample {n}, step {t}, feature {d}")
         object.__setattr__(self, "X", X)
         n_samples, n_steps, n_features = X.shape
-        object.__setattr__(self, "y", _optional_array(self.y, "y", np.int64, (n_samples,)) if self.y is not None
-                           and np.issubdtype(np.asarray(self.y).dtype, np.integer) else
-                           _optional_array(self.y, "y", np.float32, (n_samples,)))
+        y = None if self.y is None else np.asarray(self.y)
+        label_dtype = np.int64 if y is not None and np.issubdtype(y.dtype, np.integer) else np.float32
+        object.__setattr__(self, "y", _optional_array(y, "y", label_dtype, (n_samples,)))
         object.__setattr__(self, "times", _optional_array(self.times, "times", np.float32, (n_samples, n_steps)))
         object.__setattr__(self, "lengths", _optional_array(self.lengths, "lengths", np.int64, (n_samples,)))
         object.__setattr__(self, "X_ori", _optional_array(self.X_ori, "X_ori", np.float32, X.shape))
-        if self.record_ids is not None:
-            object.__setattr__(self, "record_ids", _optional_array(self.record_ids, "record_ids", np.int64, (n_samples,)))
+        object.__setattr__(self, "record_ids", _optional_array(self.record_ids, "record_ids", None, (n_samples,)))
         names = tuple(self.feature_names) or tuple(f"f{i}" for i in range(n_features))
         if len(names) != n_features:
             raise DatasetError(f"{self.name}: {len(names)} feature names for {n_features} features")
