@@ -1,0 +1,214 @@
+"""The public imputer API shared by BRITS and DEARI (PyPOTS style: fit / predict / impute / save / load).
+
+Inputs are :class:`~gapray.data.TimeSeriesDataset` objects (or a raw ``[N, T, D]`` array with
+NaN for missing values in ``predict``/``impute``); they are checked where they enter and a
+:class:`~gapray.data.DatasetError` names what is wrong. The model is built on the first
+``fit`` (the feature count comes from the data).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from gapray.data.dataset import DatasetError, TimeSeriesDataset
+from gapray.imputation.config import BRITSConfig
+from gapray.imputation.training import (
+    EpochCallback,
+    PreparedData,
+    TrainingState,
+    fit_loop,
+    impute_prepared,
+    masked_errors,
+    prepare,
+    resolve_device,
+)
+
+FORMAT = "gapray.imputation/1"
+
+
+def check_dataset(data: TimeSeriesDataset | np.ndarray, role: str, n_features: int | None = None,
+                  need_ground_truth: bool = False) -> TimeSeriesDataset:
+    """Validate data entering the API; returns it as a dataset or raises :class:`DatasetError`."""
+    if isinstance(data, np.ndarray):
+        if data.ndim != 3:
+            raise DatasetError(f"{role}: X must have shape [N, T, D] (samples, steps, features), "
+                               f"got shape {data.shape}")
+        if not np.issubdtype(data.dtype, np.number):
+            raise DatasetError(f"{role}: X must be numeric, got dtype {data.dtype}")
+        data = TimeSeriesDataset(X=data, name=role)  # checks inf
+    elif not isinstance(data, TimeSeriesDataset):
+        raise DatasetError(f"{role}: expected a TimeSeriesDataset or an [N, T, D] array, got {type(data).__name__}")
+    X = data.X
+    if X.ndim != 3:
+        raise DatasetError(f"{role} ({data.name}): X must have shape [N, T, D], got shape {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0 or X.shape[2] == 0:
+        raise DatasetError(f"{role} ({data.name}) is empty: X has shape {X.shape}")
+    if np.isinf(X).any():
+        n, t, d = np.argwhere(np.isinf(X))[0]
+        raise DatasetError(f"{role} ({data.name}): X has an infinite value at sample {n}, step {t}, "
+                           f"feature {d} ({data.feature_names[d]}); only NaN may mark missing values")
+    if n_features is not None and X.shape[2] != n_features:
+        raise DatasetError(f"{role} ({data.name}) has {X.shape[2]} features, the model was fitted on {n_features}")
+    if need_ground_truth:
+        if data.X_ori is None or not data.indicating_mask.any():
+            raise DatasetError(f"{role} ({data.name}) has no artificially removed entries to score "
+                               "(X_ori is missing or equals X); remove some first, e.g. "
+                               "gapray.data.remove_observed_per_sample")
+        if np.isinf(data.X_ori).any():
+            raise DatasetError(f"{role} ({data.name}): X_ori has an infinite value")
+    return data
+
+
+class RecurrentImputer:
+    """Shared public behaviour; subclasses set ``config_class`` and build their core module."""
+
+    config_class: ClassVar[type[BRITSConfig]] = BRITSConfig
+
+    def __init__(self, config: BRITSConfig | None = None, **overrides: Any) -> None:
+        config = config if config is not None else self.config_class()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config.replace(**overrides) if overrides else config
+        self.device = resolve_device(self.config.device)
+        self.n_features: int | None = None
+        self.core: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.state = TrainingState()
+        self._resume_weights: dict[str, torch.Tensor] | None = None
+
+    # --- construction -------------------------------------------------------------------------------
+    def _build_core(self, n_features: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _build(self, n_features: int) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            core = self._build_core(n_features)
+        self.core = core.to(self.device)
+        self.n_features = n_features
+        self.optimizer = torch.optim.Adam(self.core.parameters(), lr=self.config.lr,
+                                          weight_decay=self.config.weight_decay)
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.core is not None
+
+    def n_parameters(self) -> int:
+        """Trainable parameter count (0 before the model is built)."""
+        return 0 if self.core is None else sum(p.numel() for p in self.core.parameters() if p.requires_grad)
+
+    def _require_fitted(self) -> nn.Module:
+        if self.core is None or self.n_features is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+        return self.core
+
+    # --- training -----------------------------------------------------------------------------------
+    def fit(self, train: TimeSeriesDataset, val: TimeSeriesDataset | None = None,
+            epoch_callback: EpochCallback | None = None) -> list[dict[str, float]]:
+        """Train (or continue training) on ``train``; early stopping on ``val``'s held-out entries.
+
+        Returns this call's per-epoch metrics (see :func:`gapray.imputation.training.fit_loop`).
+        A loaded model continues from its saved epoch.
+        """
+        train = check_dataset(train, "train", self.n_features)
+        val = None if val is None else check_dataset(val, "val", train.n_features, need_ground_truth=True)
+        if self.core is None:
+            self._build(train.n_features)
+        core = self._require_fitted()
+        assert self.optimizer is not None
+        if self._resume_weights is not None:
+            core.load_state_dict(self._resume_weights)
+            self._resume_weights = None
+        train_data = prepare(train, self.config.delta_convention, self.device)
+        val_data = None if val is None else prepare(val, self.config.delta_convention, self.device, with_target=True)
+        history = fit_loop(core, self.optimizer, self.state, self.config, train_data, val_data, epoch_callback,
+                           description=type(self).__name__)
+        if self.state.best_weights is not None:
+            self._resume_weights = {k: v.detach().clone() for k, v in core.state_dict().items()}
+            core.load_state_dict(self.state.best_weights)
+        return history
+
+    # --- inference ----------------------------------------------------------------------------------
+    def _prepare(self, data: TimeSeriesDataset | np.ndarray, role: str, with_target: bool = False) -> PreparedData:
+        self._require_fitted()
+        dataset = check_dataset(data, role, self.n_features, need_ground_truth=with_target)
+        return prepare(dataset, self.config.delta_convention, self.device, with_target=with_target)
+
+    def predict(self, test: TimeSeriesDataset | np.ndarray) -> dict[str, np.ndarray]:
+        """``{"imputation": [N, T, D]}``: observed values kept, missing ones imputed."""
+        core = self._require_fitted()
+        data = self._prepare(test, "test")
+        imputation = impute_prepared(core, data, 4 * self.config.batch_size)
+        return {"imputation": imputation.cpu().numpy()}
+
+    def impute(self, test: TimeSeriesDataset | np.ndarray) -> np.ndarray:
+        """The imputed ``[N, T, D]`` array (``predict(test)["imputation"]``)."""
+        return self.predict(test)["imputation"]
+
+    def evaluate(self, test: TimeSeriesDataset) -> dict[str, float]:
+        """MAE and MRE on ``test``'s artificially removed entries, and inference throughput."""
+        core = self._require_fitted()
+        data = self._prepare(test, "test", with_target=True)
+        start = time.perf_counter()
+        imputation = impute_prepared(core, data, 4 * self.config.batch_size)
+        seconds = time.perf_counter() - start
+        return {**masked_errors(imputation, data), "predict_seconds": seconds}
+
+    # --- persistence --------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Weights, config, optimizer, epoch counter and best weights (plain tensors and dicts)."""
+        core = self._require_fitted()
+        assert self.optimizer is not None
+        current = {k: v.detach().cpu() for k, v in core.state_dict().items()}
+        resume = current if self._resume_weights is None else {k: v.cpu() for k, v in self._resume_weights.items()}
+        payload = {
+            "format": FORMAT,
+            "model": type(self).__name__,
+            "config": self.config.to_dict(),
+            "n_features": self.n_features,
+            "weights": current,
+            "resume_weights": resume,
+            "best_weights": None if self.state.best_weights is None else
+            {k: v.cpu() for k, v in self.state.best_weights.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "training": self.state.to_dict(),
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | None = None) -> RecurrentImputer:
+        """Rebuild a saved model (``torch.load(weights_only=True)``); ``fit`` then continues training."""
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a gapray imputation checkpoint")
+        if payload["model"] != cls.__name__:
+            raise ValueError(f"{path} holds a {payload['model']} model, not {cls.__name__}")
+        config = cls.config_class.from_dict(payload["config"])
+        if device is not None:
+            config = config.replace(device=device)
+        model = cls(config)
+        model._build(int(payload["n_features"]))
+        core = model._require_fitted()
+        core.load_state_dict(payload["weights"])
+        model._resume_weights = {k: v.to(model.device) for k, v in payload["resume_weights"].items()}
+        assert model.optimizer is not None
+        model.optimizer.load_state_dict(payload["optimizer"])
+        training = payload["training"]
+        best = payload["best_weights"]
+        model.state = TrainingState(
+            epoch=int(training["epoch"]), best_val_mae=float(training["best_val_mae"]),
+            best_epoch=int(training["best_epoch"]), bad_epochs=int(training["bad_epochs"]),
+            stopped=bool(training["stopped"]), history=list(training["history"]),
+            best_weights=None if best is None else {k: v.to(model.device) for k, v in best.items()},
+        )
+        return model

@@ -1,0 +1,129 @@
+"""The BRITS module and its loss (DEARI Sec. 3.1; Cao et al. 2018).
+
+:class:`BidirectionalLayer` is one BRITS layer (a forward and a backward RITS in one batched
+recurrence, Eq. 11 merge, consistency). DEARI stacks these layers. :func:`layer_loss` is the
+single place where a layer's training loss is assembled; :func:`total_loss` combines the
+layers and the extra terms (deep metric learning, and KL for Bayesian cells).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from gapray.imputation.config import BRITSConfig
+from gapray.imputation.dml import MetricLearningLoss
+from gapray.imputation.layers import bidirectional_merge, consistency_loss
+from gapray.imputation.rits import RITS
+
+
+@dataclass
+class Batch:
+    """Model inputs of one mini-batch, prepared once per dataset (see ``training.PreparedData``).
+
+    values: ``[B, T, D]`` with 0 where missing. mask: ``[B, T, D]``.
+    deltas: ``[2, B, T, D]``: forward deltas, and backward deltas in reversed time order.
+    """
+
+    values: Tensor
+    mask: Tensor
+    deltas: Tensor
+    directional_mask: Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.directional_mask = torch.stack([self.mask, self.mask.flip(1)])
+
+
+@dataclass
+class LayerOutput:
+    """One bidirectional layer: merged imputation ``[B, T, D]`` (Eq. 11), hidden states ``[2, B, T, H]``
+    (backward in reversed time), reconstruction loss (both directions summed) and consistency."""
+
+    imputation: Tensor
+    hidden_states: Tensor
+    reconstruction: Tensor
+    consistency: Tensor
+
+
+@dataclass
+class CoreOutput:
+    """Forward pass of BRITS or DEARI: final imputation ``[B, T, D]``, training loss and its terms."""
+
+    imputation: Tensor
+    loss: Tensor
+    terms: dict[str, Tensor]
+    layers: list[LayerOutput]
+
+
+class BidirectionalLayer(nn.Module):
+    """A forward and a backward RITS sharing one recurrence; the backward one reads reversed time."""
+
+    def __init__(self, n_features: int, config: BRITSConfig) -> None:
+        super().__init__()
+        self.rits = RITS(n_features, config.hidden_size, config.cell, n_directions=2,
+                         combination_sigmoid=config.combination_sigmoid)
+
+    def forward(self, values: Tensor, batch: Batch, initial_hidden: Tensor | None = None) -> LayerOutput:
+        both = torch.stack([values, values.flip(1)])
+        out = self.rits(both, batch.directional_mask, batch.deltas, initial_hidden)
+        forward_imputation, backward_imputation = out.imputation[0], out.imputation[1].flip(1)
+        return LayerOutput(
+            imputation=bidirectional_merge(forward_imputation, backward_imputation),
+            hidden_states=out.hidden_states,
+            reconstruction=out.loss.sum(),
+            consistency=consistency_loss(forward_imputation, backward_imputation),
+        )
+
+
+def layer_loss(output: LayerOutput, config: BRITSConfig) -> Tensor:
+    """Training loss of one bidirectional layer: ``w_imp * (L_F + L_B) + w_cons * consistency``."""
+    return config.imputation_weight * output.reconstruction + config.consistency_weight * output.consistency
+
+
+def total_loss(layers: list[LayerOutput], config: BRITSConfig,
+               extra: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    """Mean of the layer losses (DEARI footnote 3) plus weighted extra terms; returns (loss, terms).
+
+    ``extra`` maps a term name to an already weighted scalar (``dml``, ``kl``, ...).
+    """
+    per_layer = torch.stack([layer_loss(layer, config) for layer in layers])
+    terms = {"imputation": per_layer.mean()}
+    terms.update(extra or {})
+    return torch.stack(list(terms.values())).sum(), terms
+
+
+def metric_learning_term(head: MetricLearningLoss | None, layers: list[LayerOutput],
+                         config: BRITSConfig) -> dict[str, Tensor]:
+    """The weighted DML loss of Sec. 4.2 with all layers squeezed into one pair (empty if DML is off)."""
+    if head is None:
+        return {}
+    hidden = torch.stack([layer.hidden_states for layer in layers]).mean(dim=0)  # [2, B, T, H]
+    return {"dml": config.dml_weight * head(hidden[0], hidden[1])}
+
+
+def make_metric_learning_head(config: BRITSConfig) -> MetricLearningLoss | None:
+    if not config.dml:
+        return None
+    return MetricLearningLoss(config.hidden_size, pooling=config.dml_pooling, margin=config.dml_margin,
+                              alpha=config.dml_alpha, beta=config.dml_beta, base=config.dml_base,
+                              attention_layers=config.dml_attention_layers,
+                              attention_heads=config.dml_attention_heads)
+
+
+class BRITSCore(nn.Module):
+    """BRITS: one :class:`BidirectionalLayer` from ``h_0 = 0``, plus the optional DML head."""
+
+    def __init__(self, n_features: int, config: BRITSConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.layer = BidirectionalLayer(n_features, config)
+        self.metric_learning = make_metric_learning_head(config)
+
+    def forward(self, batch: Batch, with_loss: bool = True) -> CoreOutput:
+        out = self.layer(batch.values, batch)
+        if not with_loss:
+            return CoreOutput(out.imputation, out.imputation.new_zeros(()), {}, [out])
+        loss, terms = total_loss([out], self.config, metric_learning_term(self.metric_learning, [out], self.config))
+        return CoreOutput(out.imputation, loss, terms, [out])

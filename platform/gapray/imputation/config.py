@@ -1,0 +1,148 @@
+"""Frozen configurations of BRITS and DEARI (defaults from the DEARI paper and its reference code).
+
+One dataclass feeds the Python API, the ``gapray impute`` CLI and the Tune search space.
+:class:`BRITSConfig` holds everything a single bidirectional layer needs (training, deep metric
+learning, Bayesian fields); :class:`DEARIConfig` adds depth and the attention initialisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+CellKind = Literal["lstm", "gru"]
+Pooling = Literal["cls", "last", "mean"]
+DeltaConvention = Literal["paper", "brits"]
+
+
+@dataclass(frozen=True)
+class BRITSConfig:
+    """BRITS (Cao et al. 2018; DEARI Sec. 3.1) and the shared training settings."""
+
+    hidden_size: int = 108
+    """RNN hidden units (DEARI Sec. 5.2: 108 for all models)."""
+    cell: CellKind = "lstm"
+    """Recurrent cell of Eq. 10: ``lstm`` (original BRITS) or ``gru`` (DEARI's "BRITS GRU")."""
+    combination_sigmoid: bool = True
+    """Apply the sigmoid of Eq. 7 (paper); False reproduces the DEARI reference port (no sigmoid)."""
+    imputation_weight: float = 0.3
+    """Weight of the masked reconstruction loss (reference CSAI/DEARI code: 0.3)."""
+    consistency_weight: float = 0.1
+    """Weight of the forward/backward consistency loss (BRITS: 0.1)."""
+    dml: bool = False
+    """Add the deep self-supervised metric learning loss (DEARI Sec. 4.2)."""
+    dml_margin: float = 0.1
+    """Mining margin: ``epsilon`` of ``MultiSimilarityMiner`` (the "DML margin" of Eq. 20)."""
+    dml_weight: float = 0.1
+    """Weight of the Multi-Similarity loss added to the imputation loss (the paper gives none)."""
+    dml_pooling: Pooling = "mean"
+    """``f_r`` of Eq. 19: ``cls`` token, ``last`` token or ``mean`` pooling (paper: mean for BRITS)."""
+    dml_alpha: float = 2.0
+    """Multi-Similarity ``alpha`` (Eq. 21, positive-pair scale; library default)."""
+    dml_beta: float = 50.0
+    """Multi-Similarity ``beta`` (Eq. 21, negative-pair scale; library default)."""
+    dml_base: float = 0.5
+    """Multi-Similarity similarity offset (``epsilon`` inside Eq. 21's exponentials; library default)."""
+    dml_attention_layers: int = 1
+    """Encoder layers of the self-attention ``f_SA`` applied before pooling (Eq. 19)."""
+    dml_attention_heads: int = 4
+    """Heads of ``f_SA``; must divide ``hidden_size``."""
+    lr: float = 5e-4
+    """Adam learning rate (reference: 5e-4)."""
+    weight_decay: float = 1e-5
+    """Adam weight decay (reference: 1e-5)."""
+    batch_size: int = 64
+    """Mini-batch size (DEARI Sec. 5.2: 64 for PhysioNet and traffic, 128 otherwise)."""
+    epochs: int = 300
+    """Maximum training epochs (reference: 300)."""
+    patience: int = 10
+    """Early stopping: epochs without a better validation MAE before stopping (reference: 10)."""
+    seed: int = 0
+    """Seed of parameter initialisation, shuffling and dropout."""
+    device: str = "auto"
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    delta_convention: DeltaConvention = "brits"
+    """Time-gap definition: ``brits`` (reference code, ``delta_1 = 1``) or ``paper`` (DEARI Sec. 3)."""
+    max_seconds: float | None = None
+    """Stop training after this wall-clock budget (None: no limit); the best weights are kept."""
+    bayesian: bool = False
+    """Bayesian recurrent cell (DEARI Sec. 4.3, Eqs. 22-25)."""
+    unfreeze_every: int | None = None
+    """Bayesian layers: sample weights on every this many training steps (paper: 100); None = always."""
+    n_samples: int = 10
+    """Bayesian layers: Monte Carlo passes when unfrozen and at inference (paper: 10)."""
+    kl_weight: float = 1.0
+    """Bayesian layers: weight of KL(q || prior) in the loss (Eq. 26)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.hidden_size < 1:
+            problems.append(f"hidden_size must be >= 1, got {self.hidden_size}")
+        if self.cell not in ("lstm", "gru"):
+            problems.append(f"cell must be 'lstm' or 'gru', got {self.cell!r}")
+        if self.dml_pooling not in ("cls", "last", "mean"):
+            problems.append(f"dml_pooling must be 'cls', 'last' or 'mean', got {self.dml_pooling!r}")
+        if self.dml and self.hidden_size % self.dml_attention_heads:
+            problems.append(f"hidden_size {self.hidden_size} is not divisible by dml_attention_heads "
+                            f"{self.dml_attention_heads}")
+        if self.batch_size < 1 or self.epochs < 0 or self.patience < 1:
+            problems.append(f"batch_size >= 1, epochs >= 0, patience >= 1 required, got {self.batch_size}, "
+                            f"{self.epochs}, {self.patience}")
+        if self.delta_convention not in ("brits", "paper"):
+            problems.append(f"delta_convention must be 'brits' or 'paper', got {self.delta_convention!r}")
+        if self.unfreeze_every is not None and self.unfreeze_every < 1:
+            problems.append(f"unfreeze_every must be None or >= 1, got {self.unfreeze_every}")
+        if self.n_samples < 1:
+            problems.append(f"n_samples must be >= 1, got {self.n_samples}")
+        problems.extend(self._extra_problems())
+        if problems:
+            raise ValueError(f"{type(self).__name__}: " + "; ".join(problems))
+
+    def _extra_problems(self) -> list[str]:
+        return []
+
+    def replace(self, **changes: Any) -> BRITSConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BRITSConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class DEARIConfig(BRITSConfig):
+    """DEARI (DEARI Sec. 4.1): ``n_layers`` bidirectional RITS layers with attention initialisation."""
+
+    n_layers: int = 3
+    """Number of bidirectional RITS layers (paper tables: 3; ablation up to 10). 1 is BRITS."""
+    attention_init: Pooling = "cls"
+    """How layer ``l > 1`` gets ``h_0`` from layer ``l-1``'s hidden states (Eqs. 14-18):
+    ``cls`` token, ``last`` or ``mean`` of the encoded sequence."""
+    attention_layers: int = 2
+    """Transformer encoder layers per direction and per layer transition (paper: 2)."""
+    attention_heads: int = 4
+    """Attention heads (paper: 4); must divide ``hidden_size``."""
+    dml_pooling: Pooling = "cls"
+    """``f_r`` of Eq. 19 (paper: CLS token for DEARI DML)."""
+
+    def _extra_problems(self) -> list[str]:
+        problems = []
+        if not 1 <= self.n_layers <= 64:
+            problems.append(f"n_layers must be in [1, 64], got {self.n_layers}")
+        if self.attention_init not in ("cls", "last", "mean"):
+            problems.append(f"attention_init must be 'cls', 'last' or 'mean', got {self.attention_init!r}")
+        if self.n_layers > 1 and self.hidden_size % self.attention_heads:
+            problems.append(f"hidden_size {self.hidden_size} is not divisible by attention_heads "
+                            f"{self.attention_heads}")
+        if self.attention_layers < 1:
+            problems.append(f"attention_layers must be >= 1, got {self.attention_layers}")
+        return problems
