@@ -1,0 +1,274 @@
+"""Training a GIL predictor with an importance policy, and evaluating it.
+
+:class:`PredictorSession` is the one training engine: it owns the predictor, Adam and the
+learning-rate schedule (reference: 1e-3 decaying x0.9 every 750 steps, continuously as TF's
+``exponential_decay``), and splits a step in two so that the RL environment can read the
+forward pass before choosing the importance: :meth:`PredictorSession.forward_for_update`
+then :meth:`PredictorSession.update` (importance applied per GIL Eq. 4 through
+:class:`~gapray.gil.importance.DeferredImportance`). :class:`GILTrainer` drives a session
+with a policy from :mod:`gapray.gil.policies`, selects the checkpoint on validation (never on
+test, unlike the reference) and scores the test split with
+:func:`gapray.metrics.classification_scores`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from gapray.data.dataset import DatasetError, TimeSeriesDataset
+from gapray.gil.datasets import GILTask
+from gapray.gil.importance import DeferredImportance
+from gapray.gil.policies import get_policy
+from gapray.gil.predictors import Predictor, PredictorOutput, build_predictor, resolve_placeholder
+from gapray.metrics import classification_scores
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Predictor training settings (defaults: GIL Appendix D and the reference code)."""
+
+    steps: int = 2000
+    """Number of predictor updates (reference: 2,000 for the LSTM, 10,000 for MNIST)."""
+    batch_size: int = 128
+    """Mini-batch size (paper: 128)."""
+    learning_rate: float = 1e-3
+    """Adam's initial learning rate."""
+    lr_decay_rate: float = 0.9
+    """Learning-rate factor per ``lr_decay_steps`` (continuous exponential decay)."""
+    lr_decay_steps: int = 750
+    """Steps over which the learning rate decays by ``lr_decay_rate``."""
+    hidden_sizes: tuple[int, ...] = (500, 500)
+    """MLP hidden widths; the first layer is the encoder (paper: 500-500 MNIST, 1000-1000 tabular)."""
+    lstm_hidden_size: int = 1024
+    """LSTM hidden size ``H`` (paper: 1024)."""
+    placeholder: str | float = "auto"
+    """Value for missing entries: a number, ``zero``, ``3max`` or ``auto`` (see
+    :func:`gapray.gil.predictors.resolve_placeholder`; ``auto`` with policy ``ones`` is zero)."""
+    eval_every: int = 100
+    """Validate every this many steps and keep the best checkpoint (0: keep the last)."""
+    select_metric: str = "auc"
+    """Validation metric that picks the checkpoint: ``accuracy``, ``auc`` or ``ap``."""
+    seed: int = 0
+    """Seed of the predictor's initialisation, the batch order and the random policy."""
+    device: str = "cpu"
+    """Torch device."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "lr_decay_steps", "lstm_hidden_size"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"TrainingConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.select_metric not in ("accuracy", "auc", "ap"):
+            raise ValueError(f"TrainingConfig.select_metric must be accuracy, auc or ap, got {self.select_metric!r}")
+
+
+class TaskTensors(NamedTuple):
+    """One split as tensors: placeholder-filled ``x`` and mask ``m`` (``[N, d]`` for the MLP,
+    ``[N, T, d]`` for the LSTM), labels ``y`` ``[N]`` and ``lengths`` ``[N]`` (LSTM) or None."""
+
+    x: torch.Tensor
+    m: torch.Tensor
+    y: torch.Tensor
+    lengths: torch.Tensor | None
+
+
+def to_tensors(dataset: TimeSeriesDataset, kind: str, placeholder: float, device: str = "cpu") -> TaskTensors:
+    """Fill the missing entries of ``dataset`` with ``placeholder`` and convert to tensors."""
+    if dataset.y is None:
+        raise DatasetError(f"{dataset.name}: GIL needs labels y")
+    mask = ~np.isnan(dataset.X)
+    x = np.where(mask, dataset.X, np.float32(placeholder)).astype(np.float32)
+    lengths = None
+    if kind == "mlp":
+        if dataset.n_steps != 1:
+            raise DatasetError(f"{dataset.name}: the MLP takes tabular data [N, 1, D], got X {dataset.X.shape}")
+        x, mask = x[:, 0], mask[:, 0]
+    else:
+        raw = dataset.lengths if dataset.lengths is not None else np.full(len(dataset), dataset.n_steps)
+        lengths = torch.as_tensor(np.maximum(raw, 1), dtype=torch.long, device=device)
+    return TaskTensors(torch.as_tensor(x, device=device), torch.as_tensor(mask.astype(np.float32), device=device),
+                       torch.as_tensor(dataset.y, dtype=torch.long, device=device), lengths)
+
+
+class BatchSampler:
+    """Mini-batch indices: shuffled epochs, or (``balanced``) half the batch per label (GIL-D)."""
+
+    def __init__(self, labels: np.ndarray, batch_size: int, rng: np.random.Generator, balanced: bool = False) -> None:
+        labels = np.asarray(labels)
+        if batch_size > len(labels):
+            raise ValueError(f"batch size {batch_size} is larger than the training data ({len(labels)} samples)")
+        self.batch_size, self.rng, self.balanced = batch_size, rng, balanced
+        if balanced:
+            classes = np.unique(labels)
+            if classes.size != 2 or batch_size % 4:
+                raise ValueError("label-balanced batches (GIL-D) need binary labels and a batch size divisible by 4, "
+                                 f"got classes {classes.tolist()} and batch size {batch_size}")
+            self._pools = [np.flatnonzero(labels == c) for c in classes]
+            self._orders = [self.rng.permutation(p) for p in self._pools]
+            self._cursors = [0, 0]
+        else:
+            self._n = len(labels)
+            self._order = self.rng.permutation(self._n)
+            self._cursor = 0
+
+    def _take(self, which: int, count: int) -> np.ndarray:
+        pool = self._pools[which]
+        out = []
+        while count:
+            if self._cursors[which] >= len(pool):
+                self._orders[which], self._cursors[which] = self.rng.permutation(pool), 0
+            chunk = self._orders[which][self._cursors[which]:self._cursors[which] + count]
+            self._cursors[which] += len(chunk)
+            count -= len(chunk)
+            out.append(chunk)
+        return np.concatenate(out)
+
+    def next(self) -> np.ndarray:
+        """The next batch: ``[negatives (B/2), positives (B/2)]`` when balanced."""
+        if self.balanced:
+            half = self.batch_size // 2
+            return np.concatenate([self._take(0, half), self._take(1, half)])
+        if self._cursor + self.batch_size > self._n:
+            self._order, self._cursor = self.rng.permutation(self._n), 0
+        batch = self._order[self._cursor:self._cursor + self.batch_size]
+        self._cursor += self.batch_size
+        return batch
+
+
+class PendingUpdate(NamedTuple):
+    """A forward pass that waits for its importance (see :meth:`PredictorSession.update`)."""
+
+    index: torch.Tensor
+    deferred: DeferredImportance
+    output: PredictorOutput
+    loss: torch.Tensor
+
+
+class PredictorSession:
+    """A predictor, its optimiser and its training data; one importance-weighted update at a time."""
+
+    def __init__(self, predictor: Predictor, train: TaskTensors, config: TrainingConfig) -> None:
+        self.predictor, self.train, self.config = predictor, train, config
+        self.optimizer = torch.optim.Adam(predictor.parameters(), lr=config.learning_rate)
+        factor = config.lr_decay_rate ** (1.0 / config.lr_decay_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: factor ** step)
+        self.steps_done = 0
+
+    def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        lengths = None if self.train.lengths is None else self.train.lengths[index]
+        return self.train.x[index], lengths, self.train.y[index]
+
+    def forward_for_update(self, index: np.ndarray | torch.Tensor) -> PendingUpdate:
+        """Forward the training rows ``index`` with autograd on; the importance comes later."""
+        index = torch.as_tensor(index, dtype=torch.long, device=self.train.x.device)
+        x, lengths, y = self._batch(index)
+        deferred = DeferredImportance(x)
+        output = self.predictor(deferred.input, lengths)
+        return PendingUpdate(index, deferred, output, F.cross_entropy(output.logits, y))
+
+    def update(self, pending: PendingUpdate, importance: torch.Tensor) -> float:
+        """Apply ``importance`` (shape of the batch input) per GIL Eq. 4, back-propagate, step
+        Adam and the schedule. Returns the batch loss before the update."""
+        pending.deferred.apply(importance)
+        self.optimizer.zero_grad(set_to_none=True)
+        pending.loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.steps_done += 1
+        return float(pending.loss.detach())
+
+    @torch.no_grad()
+    def evaluate_batch(self, index: torch.Tensor) -> tuple[float, PredictorOutput]:
+        """Loss and outputs of the rows ``index`` with the current weights (no gradient)."""
+        x, lengths, y = self._batch(index)
+        output = self.predictor(x, lengths)
+        return float(F.cross_entropy(output.logits, y)), output
+
+    @torch.no_grad()
+    def predict_proba(self, data: TaskTensors, chunk: int = 2048) -> np.ndarray:
+        """Class probabilities ``[N, C]`` for a split."""
+        parts = []
+        for start in range(0, len(data.y), chunk):
+            stop = start + chunk
+            lengths = None if data.lengths is None else data.lengths[start:stop]
+            parts.append(torch.softmax(self.predictor(data.x[start:stop], lengths).logits, dim=-1))
+        return torch.cat(parts).cpu().numpy()
+
+    def scores(self, data: TaskTensors) -> dict[str, float]:
+        """Accuracy, ROC AUC and AP (:func:`gapray.metrics.classification_scores`)."""
+        return classification_scores(data.y.cpu().numpy(), self.predict_proba(data))
+
+
+def seeded_predictor(task: GILTask, config: TrainingConfig, seed: int) -> Predictor:
+    """The task's predictor initialised from ``seed`` (global torch RNG left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        predictor = build_predictor(task.kind, task.n_features, task.n_classes, config.hidden_sizes,
+                                    config.lstm_hidden_size)
+    return predictor.to(config.device)
+
+
+def task_placeholder(task: GILTask, spec: str | float, policy: str | None = None) -> float:
+    """:func:`resolve_placeholder` on the task's observed training values (``auto`` + ``ones`` = 0)."""
+    if spec == "auto" and policy == "ones":
+        spec = "zero"
+    return resolve_placeholder(spec, task.kind, task.train.X)
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :meth:`GILTrainer.fit`: test and validation scores of the selected checkpoint."""
+
+    test: dict[str, float]
+    val: dict[str, float]
+    best_step: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    predictor: Predictor | None = None
+
+
+class GILTrainer:
+    """Train a task's predictor with an importance policy and score it.
+
+    Example::
+
+        task = digits_task(missing_rate=0.5)
+        result = GILTrainer(TrainingConfig(steps=300, hidden_sizes=(64, 64))).fit(task, "mask")
+        result.test  # {"accuracy": ..., "auc": ..., "ap": ...}
+    """
+
+    def __init__(self, config: TrainingConfig | None = None) -> None:
+        self.config = config or TrainingConfig()
+
+    def fit(self, task: GILTask, policy: str = "ones", progress: bool = False) -> TrainResult:
+        cfg = self.config
+        policy_fn = get_policy(policy)
+        placeholder = task_placeholder(task, cfg.placeholder, policy)
+        train, val, test = (to_tensors(ds, task.kind, placeholder, cfg.device)
+                            for ds in (task.train, task.val, task.test))
+        session = PredictorSession(seeded_predictor(task, cfg, cfg.seed), train, cfg)
+        sampler = BatchSampler(task.train.y, cfg.batch_size, np.random.default_rng(cfg.seed))
+        generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
+        best_score, best_state, best_step, history = -np.inf, None, cfg.steps, []
+        started = time.perf_counter()
+        for step in tqdm(range(1, cfg.steps + 1), desc=f"gil {task.name} {policy}", disable=not progress):
+            pending = session.forward_for_update(sampler.next())
+            importance = policy_fn(pending.deferred.input, train.m[pending.index], generator)
+            loss = session.update(pending, importance)
+            if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                val_scores = session.scores(val)
+                history.append({"step": step, "loss": loss, **{f"val_{k}": v for k, v in val_scores.items()}})
+                if val_scores[cfg.select_metric] > best_score:
+                    best_score, best_step = val_scores[cfg.select_metric], step
+                    best_state = copy.deepcopy(session.predictor.state_dict())
+        if best_state is not None:
+            session.predictor.load_state_dict(best_state)
+        return TrainResult(test=session.scores(test), val=session.scores(val), best_step=best_step,
+                           seconds=time.perf_counter() - started, history=history, predictor=session.predictor)
