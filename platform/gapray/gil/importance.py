@@ -45,10 +45,21 @@ class DeferredImportance:
     input. The rescaling goes through ``.data`` so autograd's version check, which guards
     against changes of *values* the backward relies on, is not triggered: here the changed
     values are exactly the ones the weight gradient should see.
+
+
+    Sequences ``[B, T, d]`` are stored time-major (``input`` is a batch-first *view* of a
+    contiguous ``[T, B, d]`` buffer): the LSTM kernel runs time-major, so it saves this very
+    buffer instead of a transposed copy (checked on CPU by ``tests/gil/test_importance.py``).
     """
 
     def __init__(self, x: torch.Tensor) -> None:
-        self.input = x.detach().clone(memory_format=torch.contiguous_format)
+        x = x.detach()
+        if x.dim() == 3:
+            self._storage = x.transpose(0, 1).contiguous()
+            self.input = self._storage.transpose(0, 1)
+        else:
+            self._storage = x.clone(memory_format=torch.contiguous_format)
+            self.input = self._storage
         self._applied = False
 
     def apply(self, importance: torch.Tensor) -> None:
@@ -57,5 +68,7 @@ class DeferredImportance:
             raise RuntimeError("the importance of this forward pass was already applied")
         if importance.shape != self.input.shape:
             raise ValueError(f"importance has shape {tuple(importance.shape)}, the input {tuple(self.input.shape)}")
-        self.input.data.mul_(importance.to(self.input.dtype))
+        if self._storage is not self.input:
+            importance = importance.transpose(0, 1)
+        self._storage.data.mul_(importance.to(self._storage.dtype))
         self._applied = True

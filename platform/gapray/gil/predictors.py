@@ -128,8 +128,11 @@ class LSTMPredictor(nn.Module):
         else:
             inputs, weight_ih = split_forward_input(x, importance), split_forward_weight(self.weight_ih)
         h0 = x.new_zeros(1, batch, self.hidden_size)
-        outputs, _, _ = torch.lstm(inputs, (h0, h0), [weight_ih, self.weight_hh, self.bias_ih, self.bias_hh],
-                                   True, 1, 0.0, self.training, False, True)
+        # time-major, so that a DeferredImportance buffer is used (and saved) without a copy
+        outputs, _, _ = torch.lstm(inputs.transpose(0, 1), (h0, h0),
+                                   [weight_ih, self.weight_hh, self.bias_ih, self.bias_hh],
+                                   True, 1, 0.0, self.training, False, False)
+        outputs = outputs.transpose(0, 1)
         if lengths is None:
             last = outputs[:, -1]
         else:
