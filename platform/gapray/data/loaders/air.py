@@ -87,7 +87,8 @@ def _read_station(station: str, container: Path, member: str | None) -> pd.DataF
         else:
             with zipfile.ZipFile(container) as archive:
                 data = archive.read(member)
-        frame = pd.read_csv(io.BytesIO(data), na_values=["NA"], keep_default_na=False)
+        frame = pd.read_csv(io.BytesIO(data), na_values=["NA"], keep_default_na=False,
+                            low_memory=False)
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         raise DatasetError(f"{where}: cannot read ({error})") from error
     except pd.errors.ParserError as error:
