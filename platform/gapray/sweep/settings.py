@@ -1,0 +1,140 @@
+"""The sweep's settings: one frozen dataclass, documented per field, parsed from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """How to run a DEARI sweep (``tuning/deari_sweep.py`` flags; ``--name-with-dashes``)."""
+
+    address: str = "local"
+    """Ray address: ``local`` starts Ray in this process, ``auto`` joins the running cluster."""
+    dataset: str = "physionet2012"
+    """Dataset name (``physionet2012``; others once their loaders exist)."""
+    data_dir: str | None = None
+    """Data root holding ``physionet2012/`` (default: $GAPRAY_DATA_DIR, ../shared/data, the cache)."""
+    num_samples: int = 20
+    """Number of trials Tune samples from the search space."""
+    storage_path: str = "ray_results"
+    """Where Tune keeps results and checkpoints: a local folder, NFS, or ``s3://bucket/prefix`` on clusters."""
+    name: str | None = None
+    """Sweep name (Tune experiment folder, MLflow parent run); default ``deari-<UTC time>``."""
+    tracking_uri: str = "sqlite:///mlflow.db"
+    """MLflow tracking URI (a relative sqlite path is made absolute; ``http://head:5000`` on a cluster)."""
+    experiment: str = "deari-sweep"
+    """MLflow experiment name."""
+    resume: bool = False
+    """Resume the sweep ``--name`` (default: the latest unfinished one) after its driver died."""
+    smoke_test: bool = False
+    """Tiny sweep: 4 trials, 250 PhysioNet records, 2 epochs, a narrow search space (about a minute on 2 cores)."""
+    epochs: int = 300
+    """Maximum epochs per trial (ASHA's ``max_t``)."""
+    patience: int = 10
+    """Early stopping patience on validation MAE inside a trial."""
+    grace_period: int = 10
+    """ASHA: epochs every trial runs before it can be stopped."""
+    max_records: int | None = None
+    """Use only the first this many records (a seeded random subset) of the dataset."""
+    mask_rate: float = 0.1
+    """Fraction of observed values removed as ground truth (DEARI protocol)."""
+    fold: int = 0
+    """Cross-validation fold of the DEARI protocol (0-4)."""
+    seed: int = 0
+    """Seed of the split, the masking and every trial's model."""
+    batch_size: int = 64
+    """Mini-batch size (DEARI sec. 5.2: 64 for PhysioNet)."""
+    dml: bool = True
+    """Train with the deep metric learning loss (its margin is swept)."""
+    cpus_per_trial: float = 1.0
+    """CPUs reserved per trial."""
+    gpus_per_trial: float | None = None
+    """GPUs per trial: default 1 when the cluster has GPUs, else 0; a fraction packs trials on a GPU; >0 forced
+    on a cluster without GPUs is an error."""
+    gpu_wait_seconds: float = 0.0
+    """With forced GPUs: wait this long for the autoscaler to bring GPU nodes up before failing."""
+    max_concurrent_trials: int | None = None
+    """Cap on trials running at once (default: as many as the resources allow)."""
+    checkpoint_every: int = 1
+    """Checkpoint every this many epochs (and at the last)."""
+    max_failures: int = 2
+    """Retries of a failed trial from its last checkpoint."""
+    registered_model: str = "deari"
+    """MLflow registry name of the best model (alias ``champion``)."""
+    model_class: str = "gapray.imputation:DEARI"
+    """``module:Class`` of the imputer to sweep."""
+    config_class: str = "gapray.imputation:DEARIConfig"
+    """``module:Class`` of its frozen config dataclass (the search space is checked against it)."""
+
+    def effective(self) -> SweepSettings:
+        """With ``--smoke-test``, the tiny values (explicitly given flags are not consulted)."""
+        if not self.smoke_test:
+            return self
+        return dataclasses.replace(
+            self, num_samples=4, epochs=2, grace_period=1, max_records=min(self.max_records or 250, 250),
+            batch_size=64, patience=2,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SweepSettings:
+        values = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _scalar_type(hint: Any) -> tuple[type, bool]:
+    """(base type, optional?) of ``int``, ``str | None`` and the like."""
+    if get_origin(hint) in (Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+def build_parser(settings_class: type = SweepSettings, description: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per dataclass field (help = the field's docstring)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    docs = field_docs(settings_class)
+    hints = get_type_hints(settings_class)
+    for item in dataclasses.fields(settings_class):
+        flag = "--" + item.name.replace("_", "-")
+        kind, optional = _scalar_type(hints[item.name])
+        help_text = docs.get(item.name, "")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=item.default, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=item.default, help=help_text,
+                                metavar=item.name.upper() + ("|none" if optional else ""))
+    return parser
+
+
+def parse_settings(argv: Sequence[str] | None = None, description: str | None = None) -> SweepSettings:
+    return SweepSettings(**vars(build_parser(SweepSettings, description).parse_args(argv)))
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (read from its source)."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, following in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(following, ast.Expr) \
+                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str):
+            docs[node.target.id] = " ".join(following.value.value.split()).replace("%", "%%")
+    return docs

@@ -1,0 +1,130 @@
+"""The Tune trainable: one imputer trained per trial, with checkpoints, resume and MLflow logging.
+
+Each epoch the model's ``epoch_callback`` logs the epoch's metrics to the trial's MLflow child
+run and reports them to Tune with a checkpoint (every ``checkpoint_every`` epochs), so ASHA can
+stop the trial and a restarted trial (retry, resumed sweep) continues from
+``tune.get_checkpoint()`` at the saved epoch, in the same child run.
+
+The data reach the trial through ``tune.with_parameters`` (Ray's object store), so on a cluster
+only the driver needs the dataset files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gapray.data import Split, TimeSeriesDataset
+from gapray.metrics import masked_mae, masked_mre
+from gapray.sweep.space import config_from_params
+from gapray.tracking import TrialRun, numeric_metrics
+
+MODEL_FILE = "model.pt"
+
+
+def import_object(spec: str) -> Any:
+    """``"package.module:Name"`` -> the object."""
+    module, _, attribute = spec.partition(":")
+    if not attribute:
+        raise ValueError(f"expected 'module:Name', got {spec!r}")
+    return getattr(importlib.import_module(module), attribute)
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs besides its sampled params (shipped with ``tune.with_parameters``)."""
+
+    base_config: Any
+    """The model config every trial starts from (a frozen dataclass, e.g. ``DEARIConfig``)."""
+    tracking_uri: str
+    """Absolute MLflow tracking URI (remote workers set it themselves)."""
+    experiment_id: str
+    """MLflow experiment created by the driver before ``fit()``."""
+    parent_run_id: str
+    """The sweep's parent run; every trial's run carries it as ``mlflow.parentRunId``."""
+    model_class: str = "gapray.imputation:DEARI"
+    """``module:Class`` of the model: ``Class(config)``, ``Class.load(path)``."""
+    checkpoint_every: int = 1
+    """Save a Tune checkpoint every this many epochs (and after the last)."""
+
+
+def evaluate_imputation(prediction: Mapping[str, np.ndarray], dataset: TimeSeriesDataset) -> dict[str, float]:
+    """MAE/MRE on the artificially removed entries; interval coverage when the model gives bounds."""
+    mask = dataset.indicating_mask
+    target = np.nan_to_num(dataset.X_ori if dataset.X_ori is not None else dataset.X)
+    imputation = np.asarray(prediction["imputation"])
+    scores = {"mae": masked_mae(imputation, target, mask), "mre": masked_mre(imputation, target, mask)}
+    lower, upper = prediction.get("lower"), prediction.get("upper")
+    if lower is not None and upper is not None:
+        held = mask.astype(bool)
+        inside = (np.asarray(lower)[held] <= target[held]) & (target[held] <= np.asarray(upper)[held])
+        scores["coverage"] = float(inside.mean())
+    return scores
+
+
+def _log_uncertainty_plot(run: TrialRun, model: Any, dataset: TimeSeriesDataset) -> None:
+    """DEARI Fig. 3c-style band of the first record's most-imputed variable (``gapray.imputation.plotting``)."""
+    try:
+        from gapray.imputation.plotting import plot_imputation_band
+    except ImportError:  # the plotting module is optional
+        return
+    sample = dataset.subset(np.arange(min(len(dataset), 8)))
+    prediction = model.predict(sample)
+    if "lower" not in prediction:
+        return
+    feature = int(sample.indicating_mask[0].sum(axis=0).argmax())
+    with tempfile.TemporaryDirectory() as folder:
+        path = plot_imputation_band(sample, prediction, record=0, feature=feature,
+                                    path=Path(folder) / "uncertainty.png", title=f"{run.run_id[:8]}: record 0")
+        run.log_artifact(path, "plots")
+
+
+def train_imputer(config: dict[str, Any], *, split: Split, context: TrialContext) -> None:
+    """Tune function trainable: fit ``context.model_class`` with ``config`` applied to the base config."""
+    import ray
+    from ray import tune
+
+    model_config = config_from_params(context.base_config, config)
+    model_class = import_object(context.model_class)
+    trial = tune.get_context()
+    run = TrialRun.open(
+        context.tracking_uri,
+        context.experiment_id,
+        context.parent_run_id,
+        trial_id=trial.get_trial_id(),
+        trial_name=trial.get_trial_name(),
+        params=dataclasses.asdict(model_config),
+    )
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            model = model_class.load(Path(folder) / MODEL_FILE)
+    else:
+        model = model_class(model_config)
+    node_id = ray.get_runtime_context().get_node_id()
+    max_epochs = int(getattr(model_config, "epochs", 0) or 0)
+    last: dict[str, float] = {}
+
+    def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
+        values = numeric_metrics(metrics)
+        last.update(values)
+        run.log_epoch(values, epoch)
+        report = {**values, "epoch": epoch, "node_id": node_id, "mlflow_run_id": run.run_id}
+        if epoch % context.checkpoint_every == 0 or epoch == max_epochs:
+            with tempfile.TemporaryDirectory() as folder:
+                model.save(Path(folder) / MODEL_FILE)
+                tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
+        else:
+            tune.report(report)
+
+    model.fit(split.train, split.val, epoch_callback=on_epoch)
+    if getattr(model_config, "bayesian", False):
+        _log_uncertainty_plot(run, model, split.val)
+    run.finish(last)

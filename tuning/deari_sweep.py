@@ -1,0 +1,65 @@
+"""Sweep DEARI's depth, DML margin and Bayesian schedule on Ray Tune, tracked in MLflow.
+
+Ray Tune samples DEARI configs (depth 1..10, DML margin, Bayesian unfreeze schedule in
+{off, 50, 100, 200} with its Monte Carlo sample count, learning rate, hidden size; the space is
+checked against ``DEARIConfig``), stops weak trials early with ASHA on validation MAE,
+checkpoints every epoch, retries a failed trial twice from its checkpoint, and resumes a sweep
+whose driver died (``--resume``). MLflow gets one parent run per sweep (settings, the trial
+table as CSV, a plot of MAE against depth and margin, test scores) and one child run per trial
+(params, per-epoch metrics, final metrics, the uncertainty plot when Bayesian); the best model
+is registered as ``models:/deari@champion``. The logic lives in ``gapray.sweep``; this script
+only parses flags.
+
+How to run this script
+----------------------
+Smoke test (4 trials, 250 PhysioNet records, 2 epochs, about a minute on 2 CPU cores)::
+
+    python tuning/deari_sweep.py --smoke-test --data-dir ../shared/data
+
+A real sweep on this machine (local Ray, sqlite MLflow store ./mlflow.db)::
+
+    python tuning/deari_sweep.py --num-samples 40 --data-dir ../shared/data
+
+On a Ray cluster (see docs/cluster.md; the MLflow server runs on the head node)::
+
+    ray submit cluster.yaml tuning/deari_sweep.py -- --address auto \
+        --storage-path s3://BUCKET/gapray/ray_results --tracking-uri http://localhost:5000
+
+Resume after the driver died (same flags, plus ``--resume``; ``--name`` picks a sweep)::
+
+    python tuning/deari_sweep.py --resume
+
+``--gpus-per-trial`` defaults to 1 when the cluster has GPUs and 0 otherwise; ``0.5`` packs two
+trials per GPU; forcing GPUs on a cluster without any fails at once instead of leaving trials
+PENDING. ``--help`` lists every flag.
+
+Results to expect
+-----------------
+The run ends with a table of trials sorted by validation MAE, the best config, its test MAE
+and MRE (and interval coverage when Bayesian), the registered model and the ``mlflow ui``
+command. The smoke test's MAEs (about 0.6-0.7 on the z-scored scale after 2 epochs on 200
+training records) only show that everything is wired; a full sweep on PhysioNet set-a should
+approach the paper's DEARI MAE of 0.24 (Table 1, 10 % mask) with 3+ layers.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from gapray.sweep import SweepError, format_report, parse_settings, run_sweep
+from gapray.sweep.resources import ResourceError
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_settings(argv, description=__doc__.splitlines()[0])
+    try:
+        outcome = run_sweep(settings)
+    except (SweepError, ResourceError, FileNotFoundError) as error:
+        print(f"deari_sweep: error: {error}", file=sys.stderr)
+        return 2
+    print(format_report(outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
