@@ -45,27 +45,29 @@ def resolve_data_dir(
 ) -> Path:
     """The folder holding dataset ``name``'s publisher files.
 
-    Looked up in order: ``data_dir`` (either the data root holding ``<folder>/`` or the
-    dataset's folder itself), ``$GAPRAY_DATA_DIR`` (a data root), ``../shared/data`` relative
+    Looked up in order: ``data_dir`` (the data root holding ``<folder>/``, else taken as
+    the dataset's own folder or file), ``$GAPRAY_DATA_DIR`` (a data root), ``../shared/data`` relative
     to the current directory when it exists, then the download cache
     ``<cache root>/data/<folder>`` (fetched from the publisher first when ``download`` is true).
     """
     folder = _folder(name)
-    candidates: list[Path] = []
     if data_dir is not None:
-        candidates = [Path(data_dir) / folder, Path(data_dir)]
-    else:
-        configured = os.environ.get(DATA_ENV)
-        if configured:
-            candidates.append(Path(configured) / folder)
-        shared = Path.cwd().parent / "shared" / "data"
-        if shared.is_dir():
-            candidates.append(shared / folder)
+        given = Path(data_dir)
+        if (given / folder).is_dir():
+            return given / folder
+        if given.exists():
+            return given  # the dataset's own folder (or file): the loader names what is missing
+        raise FileNotFoundError(f"{name}: data folder {given} does not exist")
+    candidates: list[Path] = []
+    configured = os.environ.get(DATA_ENV)
+    if configured:
+        candidates.append(Path(configured) / folder)
+    shared = Path.cwd().parent / "shared" / "data"
+    if shared.is_dir():
+        candidates.append(shared / folder)
     for candidate in candidates:
         if candidate.is_dir() and any(candidate.iterdir()):
             return candidate
-    if data_dir is not None:
-        raise FileNotFoundError(f"{name}: neither {Path(data_dir) / folder} nor {data_dir} holds its files")
     cached = download_dir(name, cache_dir)
     if download and not (cached.is_dir() and any(cached.iterdir())):
         from gapray.data.download import fetch
