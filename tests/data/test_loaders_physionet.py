@@ -111,3 +111,22 @@ def test_grid_rules_last_or_mean_drop_minus_one_and_hours_past_48() -> None:
 def test_set_c_without_files_is_a_clear_error(data_dir: Path) -> None:
     with pytest.raises(FileNotFoundError, match="set c is not in the shared data"):
         load_physionet2012(data_dir / "physionet2012", "c", use_cache=False)
+
+
+def test_an_extracted_folder_parses_like_the_archive(cold_load, data_dir: Path, tmp_path: Path) -> None:
+    dataset, _ = cold_load
+    root = tmp_path / "physionet2012"
+    (root / "set-a").mkdir(parents=True)
+    with tarfile.open(data_dir / "physionet2012" / "set-a.tar.gz") as archive:
+        for member in archive:
+            if member.isfile():
+                handle = archive.extractfile(member)
+                assert handle is not None
+                (root / member.name).write_bytes(handle.read())
+            if len(list((root / "set-a").iterdir())) == 50:
+                break
+    (root / "Outcomes-a.txt").write_bytes((data_dir / "physionet2012" / "Outcomes-a.txt").read_bytes())
+    folder = load_physionet2012(root, "a", cache_dir=tmp_path / "cache", progress=False)
+    np.testing.assert_array_equal(folder.record_ids, dataset.record_ids[:50])
+    np.testing.assert_array_equal(folder.X, dataset.X[:50])
+    np.testing.assert_array_equal(folder.y, dataset.y[:50])

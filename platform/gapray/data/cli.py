@@ -62,9 +62,10 @@ def summary_text(summary: dict[str, Any]) -> str:
 
 def describe_dataset(dataset: TimeSeriesDataset) -> dict[str, Any]:
     """:meth:`TimeSeriesDataset.describe` with the labels' keys as strings (JSON-ready)."""
-    summary = dataset.describe()
-    if "labels" in summary:
-        summary["labels"] = {str(k): v for k, v in summary["labels"].items()}  # type: ignore[union-attr]
+    summary: dict[str, Any] = dataset.describe()
+    labels = summary.get("labels")
+    if isinstance(labels, dict):
+        summary["labels"] = {str(k): v for k, v in labels.items()}
     return summary
 
 

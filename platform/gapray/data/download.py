@@ -141,8 +141,8 @@ def content_digest(path: str | os.PathLike[str]) -> str:
         for member, member_digest in sorted(items):
             digest.update(member.encode() + b"\0" + member_digest)
     elif name.endswith(".gz"):
-        with gzip.open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
+        with gzip.open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(block)
     else:
         return sha256_file(path)

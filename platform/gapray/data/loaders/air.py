@@ -128,10 +128,8 @@ def _build(stations: dict[str, tuple[Path, str | None]], per_station: bool, wind
         n_windows = windows.shape[0]
         feature_names = tuple(f"{s}/{f}" for s in names for f in AIR_FEATURES)
         extra = {"stations": tuple(names)}
-    starts = index[: n_windows * window : window]
-    extra["window_start"] = np.asarray(starts.strftime("%Y-%m-%d %H:%M"), dtype=str)
-    if per_station:
-        extra["window_start"] = np.tile(extra["window_start"], len(names))
+    starts = np.asarray(index[: n_windows * window : window].strftime("%Y-%m-%d %H:%M"), dtype=str)
+    extra["window_start"] = np.tile(starts, len(names)) if per_station else starts
     times = np.broadcast_to(np.arange(window, dtype=np.float32), (windows.shape[0], window)).copy()
     return TimeSeriesDataset(X=windows, times=times, feature_names=feature_names,
                              name="beijing-air" + ("-per-station" if per_station else ""), extra=extra)

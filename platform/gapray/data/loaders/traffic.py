@@ -115,7 +115,7 @@ def _build(path: Path, window: int, drop_empty_windows: bool) -> TimeSeriesDatas
         keep = ~np.isnan(windows).all(axis=(1, 2))
         windows, starts = windows[keep], starts[keep]
     times = np.broadcast_to(np.arange(window, dtype=np.float32), (windows.shape[0], window)).copy()
-    extra = {
+    extra: dict[str, object] = {
         "window_start": np.asarray(starts.strftime("%Y-%m-%d %H:%M"), dtype=str),
         "n_rows": np.asarray(len(frame)),
         "n_distinct_hours": np.asarray(len(numeric)),
