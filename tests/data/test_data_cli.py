@@ -75,7 +75,7 @@ def console() -> Iterator[list[str]]:
     yield [sys.executable, "-m", "gapray.cli"]
 
 
-def test_the_gapray_entry_point_describes_digits(console: list[str]) -> None:
-    result = subprocess.run([*console, "data", "describe", "digits", "--json"], capture_output=True, text=True,
+def test_the_gapray_entry_point_describes_synthetic_data(console: list[str]) -> None:
+    result = subprocess.run([*console, "data", "describe", "synthetic", "--json"], capture_output=True, text=True,
                             check=True, timeout=120)
-    assert _json_line(result.stdout)["n_samples"] == 1797
+    assert _json_line(result.stdout)["n_samples"] == 256

@@ -16,6 +16,7 @@ from gapray.data.loaders.physionet import _Record, parse_physionet_records
 
 @pytest.fixture(scope="session")
 def physionet_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty cache of its own, so the first load below is cold whatever ran before."""
     return tmp_path_factory.mktemp("physionet-cache")
 
 
