@@ -329,3 +329,28 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
                     "n_features": self.task.n_features, "n_classes": self.task.n_classes,
                     "config": dataclasses.asdict(self.config), "steps_done": self.steps_done}, path)
         return path
+
+
+class FlattenGILEnv(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarray]):
+    """:class:`GILEnv` with 1-D observation ``[R * F]`` and action ``[R * d]`` spaces, for
+    off-the-shelf RLlib algorithms (PPO, SAC) whose default models need 1-D Boxes. The GIL DDPG
+    acts row-wise on the unflattened env instead (DESIGN.md sec. 4)."""
+
+    def __init__(self, env: GILEnv) -> None:
+        super().__init__(env)
+        obs, act = env.observation_space, env.action_space
+        self.observation_space = spaces.Box(obs.low.reshape(-1), obs.high.reshape(-1), dtype=np.float32)
+        self.action_space = spaces.Box(act.low.reshape(-1), act.high.reshape(-1), dtype=np.float32)
+        self._action_shape = act.shape
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        observation, info = self.env.reset(**kwargs)
+        return observation.reshape(-1), info
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        action = np.asarray(action)
+        if action.size != int(np.prod(self._action_shape)):
+            expected = int(np.prod(self._action_shape))
+            raise ValueError(f"flattened GILEnv action has {action.size} values, expected {expected}")
+        observation, reward, terminated, truncated, info = self.env.step(action.reshape(self._action_shape))
+        return observation.reshape(-1), reward, terminated, truncated, info
