@@ -136,3 +136,22 @@ def test_registry_and_data_dir_lookup(data_dir: Path, monkeypatch: pytest.Monkey
     assert load_dataset("synthetic", n_samples=5).X.shape[0] == 5
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         load_dataset("nope")
+
+
+def test_cache_is_keyed_by_options_and_survives_a_corrupt_entry(
+        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gapray.data.cache import cache_root
+
+    monkeypatch.setenv("GAPRAY_CACHE_DIR", str(tmp_path / "env-cache"))
+    assert cache_root() == tmp_path / "env-cache"
+    assert cache_root(tmp_path / "given") == tmp_path / "given"
+    first = load_traffic(data_dir / "traffic")
+    entries = list((tmp_path / "env-cache" / "arrays").glob("traffic-*.npz"))
+    assert len(entries) == 1
+    load_traffic(data_dir / "traffic", window=12)
+    assert len(list((tmp_path / "env-cache" / "arrays").glob("traffic-*.npz"))) == 2
+    entries[0].write_bytes(b"not an npz file")
+    again = load_traffic(data_dir / "traffic")
+    np.testing.assert_array_equal(again.X, first.X)
+    assert again.feature_names == first.feature_names
+    assert entries[0].stat().st_size > 1000  # rewritten
