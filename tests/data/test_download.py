@@ -186,3 +186,20 @@ def test_a_complete_partial_file_is_finished_without_downloading(
     fetch("physionet2012", dest=tmp_path, files=["Outcomes-a.txt"], base_url=base_url, progress=False)
     assert log.ranges == [f"bytes={source.stat().st_size}-"] and log.bytes_sent == 0
     assert sha256_file(tmp_path / "Outcomes-a.txt") == sha256_file(source)
+
+
+def test_a_dataset_missing_locally_is_fetched_into_the_cache_on_first_use(
+        mirror: tuple[str, MirrorLog], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gapray.data.loaders import load_dataset
+
+    base_url, log = mirror
+    monkeypatch.delenv("GAPRAY_DATA_DIR", raising=False)
+    monkeypatch.setenv("GAPRAY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GAPRAY_DATA_URL", base_url)
+    monkeypatch.chdir(tmp_path)  # no ../shared/data from here
+    mnist = load_dataset("mnist", download=True)
+    assert mnist.X.shape == (10000, 1, 784)
+    assert (tmp_path / "cache" / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz").is_file()
+    assert len(log.paths) == 2
+    load_dataset("mnist", download=True)
+    assert len(log.paths) == 2  # second use reads the cache
