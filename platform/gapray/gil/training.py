@@ -14,6 +14,7 @@ test, unlike the reference) and scores the test split with
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -258,7 +259,8 @@ class GILTrainer:
         generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
         best_score, best_state, best_step, history = -np.inf, None, cfg.steps, []
         started = time.perf_counter()
-        for step in tqdm(range(1, cfg.steps + 1), desc=f"gil {task.name} {policy}", disable=not progress):
+        quiet = not progress or os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false")
+        for step in tqdm(range(1, cfg.steps + 1), desc=f"gil {task.name} {policy}", disable=quiet):
             pending = session.forward_for_update(sampler.next())
             importance = policy_fn(pending.deferred.input, train.m[pending.index], generator)
             loss = session.update(pending, importance)
