@@ -193,11 +193,14 @@ def _hours(frame: pd.DataFrame, records: Sequence[_Record]) -> np.ndarray:
     if not valid.all():
         row = int(np.flatnonzero(~valid)[0])
         raise DatasetError(f"{_where(frame, row, records)}: field Time: expected hh:mm, got {times.iat[row]!r}")
-    return pd.to_numeric(times.str.slice(0, -3)).to_numpy(dtype=np.int64)
+    return times.str.slice(0, -3).astype("int64").to_numpy(dtype=np.int64)
 
 
 def _values(frame: pd.DataFrame, records: Sequence[_Record]) -> np.ndarray:
-    values = pd.to_numeric(frame["Value"], errors="coerce").to_numpy(dtype=np.float64)
+    try:  # fast path: a vectorised cast; it fails on any non-numeric text
+        values = frame["Value"].astype("float64").to_numpy(dtype=np.float64)
+    except ValueError:
+        values = pd.to_numeric(frame["Value"], errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
