@@ -131,3 +131,11 @@ def test_an_extracted_folder_parses_like_the_archive(cold_load, data_dir: Path, 
     np.testing.assert_array_equal(folder.record_ids, dataset.record_ids[:50])
     np.testing.assert_array_equal(folder.X, dataset.X[:50])
     np.testing.assert_array_equal(folder.y, dataset.y[:50])
+
+
+def test_crlf_blank_lines_and_a_missing_final_newline_parse_alike() -> None:
+    text = "Time,Parameter,Value\n00:00,RecordID,1\n00:10,HR,80\n\n01:59,HR,70\n02:00,Temp,37"
+    crlf = text.replace("\n", "\r\n")
+    X, _, ids = parse_physionet_records([_record(text, 1), _record(crlf, 2)])
+    np.testing.assert_array_equal(X[0], X[1])
+    assert int((~np.isnan(X[0])).sum()) == 3 and ids.tolist() == [1, 2]
