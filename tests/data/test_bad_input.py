@@ -85,6 +85,12 @@ def test_malformed_time_and_extra_field_name_the_line(physionet_copy: Path) -> N
         _load(physionet_copy)
 
 
+def test_a_second_header_line_inside_a_record_is_reported(physionet_copy: Path) -> None:
+    _edit_line(physionet_copy / "set-a" / "132540.txt", 20, "Time,Parameter,Value")
+    with pytest.raises(DatasetError, match=r"132540\.txt: line 20: a second header line"):
+        _load(physionet_copy)
+
+
 def test_unknown_parameter_warns_once_and_is_ignored(physionet_copy: Path) -> None:
     clean = _load(physionet_copy)
     for record in RECORDS[:2]:

@@ -157,6 +157,8 @@ def _parse_lines(records: Sequence[_Record]) -> pd.DataFrame:
     except pd.errors.ParserError as error:
         raise _locate_parser_error(error, records) from error
     is_header = (frame["Time"] == "Time").to_numpy()
+    if int(is_header.sum()) != len(records):
+        raise _repeated_header(records)
     record = np.cumsum(is_header) - 1
     starts = np.flatnonzero(is_header)
     line = np.arange(len(frame)) - starts[record] + 1
@@ -165,6 +167,15 @@ def _parse_lines(records: Sequence[_Record]) -> pd.DataFrame:
     frame = frame[~is_header]
     blank = (frame["Time"] == "") & (frame["Parameter"] == "") & (frame["Value"] == "")
     return frame[~blank.to_numpy()]
+
+
+def _repeated_header(records: Sequence[_Record]) -> DatasetError:
+    """The first record with a ``Time,...`` line after line 1 (it would split the record)."""
+    for r in records:
+        for number, text in enumerate(r.content.decode("utf-8", errors="replace").splitlines()[1:], start=2):
+            if text.startswith("Time,"):
+                return DatasetError(f"{r.name}: line {number}: a second header line {text.strip()!r}")
+    return DatasetError("PhysioNet 2012 records: header lines do not match the record files")
 
 
 def _locate_parser_error(error: Exception, records: Sequence[_Record]) -> DatasetError:
