@@ -12,7 +12,7 @@ only parses flags.
 
 How to run this script
 ----------------------
-Smoke test (4 trials, 250 PhysioNet records, 2 epochs, about a minute on 2 CPU cores)::
+Smoke test (4 trials, 150 PhysioNet records, 2 epochs, about a minute on 2 CPU cores)::
 
     python tuning/deari_sweep.py --smoke-test --data-dir ../shared/data
 
@@ -37,7 +37,7 @@ Results to expect
 -----------------
 The run ends with a table of trials sorted by validation MAE, the best config, its test MAE
 and MRE (and interval coverage when Bayesian), the registered model and the ``mlflow ui``
-command. The smoke test's MAEs (about 0.6-0.7 on the z-scored scale after 2 epochs on 200
+command. The smoke test's MAEs (about 0.6-0.7 on the z-scored scale after 2 epochs on 120
 training records) only show that everything is wired; a full sweep on PhysioNet set-a should
 approach the paper's DEARI MAE of 0.24 (Table 1, 10 % mask) with 3+ layers.
 """

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,6 @@ from gapray.sweep.settings import SweepSettings
 from gapray.sweep.space import SMOKE_SPACE, SweepSpace, param_space
 from gapray.sweep.trainable import MODEL_FILE, TrialContext, evaluate_imputation, import_object, train_imputer
 from gapray.tracking import (
-    RegisteredModel,
     close_trial_runs,
     configure_mlflow_environment,
     ensure_experiment,
@@ -38,12 +37,14 @@ from gapray.tracking import (
     find_parent_run,
     get_or_create_parent_run,
     latest_unfinished_parent,
-    log_and_register_model,
     log_metrics,
     mlflow_ui_command,
     resolve_tracking_uri,
 )
 from gapray.tracking.runs import set_tags
+
+if TYPE_CHECKING:
+    from gapray.tracking.registry import RegisteredModel
 
 METRIC = "val_mae"
 MODE = "min"
@@ -168,7 +169,7 @@ def results_table(grid: Any) -> pd.DataFrame:
             best = history.loc[history[METRIC].idxmin()]
             row.update({"val_mae": float(best[METRIC]), "val_mre": float(best.get("val_mre", math.nan)),
                         "best_epoch": int(best.get("epoch", 0)), "epochs": int(history["epoch"].max()),
-                        "node_id": str(history["node_id"].iloc[-1])[:12] if "node_id" in history else "",
+                        "node_id": str(history["node_id"].iloc[-1]) if "node_id" in history else "",
                         "seconds": float(history["time_total_s"].iloc[-1]) if "time_total_s" in history else math.nan})
         else:
             row.update({"val_mae": math.nan, "val_mre": math.nan, "best_epoch": 0, "epochs": 0, "node_id": ""})
@@ -275,6 +276,7 @@ def run_sweep(
                                             grace_period=max(min(run_settings.grace_period, run_settings.epochs), 1),
                                             reduction_factor=2),
                     max_concurrent_trials=run_settings.max_concurrent_trials or resources.max_concurrent,
+                    reuse_actors=True,  # a fresh worker imports torch and gapray again: seconds per trial
                 ),
                 run_config=tune.RunConfig(
                     name=name, storage_path=run_settings.storage_path,
@@ -324,6 +326,8 @@ def _summarise(grid: Any, settings: SweepSettings, client: Any, experiment_id: s
                 best_path = model.save(work / "best" / MODEL_FILE)
             child = find_child_run(client, experiment_id, parent_run_id, best_trial_id)
             if register_model:
+                from gapray.tracking.registry import log_and_register_model  # imports mlflow.pyfunc: driver only
+
                 registered = log_and_register_model(settings.tracking_uri, parent_run_id, best_path,
                                                     settings.registered_model, model_class=settings.model_class)
             set_tags(client, parent_run_id, {"gapray.best_trial_id": best_trial_id,
@@ -342,8 +346,10 @@ def format_report(outcome: SweepOutcome) -> str:
     """The closing summary: trials by validation MAE, best config, its test scores, the MLflow UI command."""
     columns = [c for c in ("trial_id", "n_layers", "hidden_size", "dml_margin", "unfreeze_every", "n_samples", "lr",
                            "epochs", "best_epoch", "val_mae", "val_mre", "node_id", "status") if c in outcome.table]
+    shown = outcome.table[columns].assign(**({"node_id": outcome.table["node_id"].str[:8]}
+                                             if "node_id" in columns else {}))
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
-        table = outcome.table[columns].to_string(index=False)
+        table = shown.to_string(index=False)
     test = ", ".join(f"{k.upper()} {v:.4f}" for k, v in outcome.test_metrics.items()) or "no checkpoint"
     lines = [
         f"Sweep {outcome.name}: {len(outcome.table)} trials in {outcome.seconds:.1f} s "

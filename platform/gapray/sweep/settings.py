@@ -34,7 +34,7 @@ class SweepSettings:
     resume: bool = False
     """Resume the sweep ``--name`` (default: the latest unfinished one) after its driver died."""
     smoke_test: bool = False
-    """Tiny sweep: 4 trials, 250 PhysioNet records, 2 epochs, a narrow search space (about a minute on 2 cores)."""
+    """Tiny sweep: 4 trials, 150 PhysioNet records, 2 epochs, a narrow search space (about a minute on 2 cores)."""
     epochs: int = 300
     """Maximum epochs per trial (ASHA's ``max_t``)."""
     patience: int = 10
@@ -74,12 +74,12 @@ class SweepSettings:
     """``module:Class`` of its frozen config dataclass (the search space is checked against it)."""
 
     def effective(self) -> SweepSettings:
-        """With ``--smoke-test``, the tiny values (explicitly given flags are not consulted)."""
+        """With ``--smoke-test``, :data:`SMOKE_VALUES` for every field still at its default."""
         if not self.smoke_test:
             return self
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
         return dataclasses.replace(
-            self, num_samples=4, epochs=2, grace_period=1, max_records=min(self.max_records or 250, 250),
-            batch_size=64, patience=2,
+            self, **{k: v for k, v in SMOKE_VALUES.items() if getattr(self, k) == defaults[k]}
         )
 
     def to_json(self) -> str:
@@ -90,6 +90,12 @@ class SweepSettings:
         values = json.loads(text)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+SMOKE_VALUES: dict[str, Any] = {
+    "num_samples": 4, "epochs": 2, "grace_period": 1, "max_records": 150, "batch_size": 64, "patience": 2,
+}
+"""What ``--smoke-test`` changes (a flag given explicitly keeps its value)."""
 
 
 def _scalar_type(hint: Any) -> tuple[type, bool]:

@@ -45,7 +45,7 @@ class SweepSpace:
 SMOKE_SPACE = SweepSpace(
     n_layers=(1, 2),
     dml_margin=(0.05, 0.5),
-    unfreeze_every=(OFF, 1),
+    unfreeze_every=(OFF, 2),
     n_samples=(2,),
     lr=(5e-4, 3e-3),
     hidden_size=(16,),

@@ -3,7 +3,6 @@
 DESIGN.md section 5 records the probed behaviour these helpers are built around.
 """
 
-from gapray.tracking.registry import CHAMPION_ALIAS, ImputerPyfunc, RegisteredModel, log_and_register_model
 from gapray.tracking.runs import (
     PARENT_RUN_TAG,
     TRIAL_ID_TAG,
@@ -26,6 +25,18 @@ from gapray.tracking.store import (
     mlflow_ui_command,
     resolve_tracking_uri,
 )
+
+# The registry helpers import mlflow.pyfunc (slow, and noisy at import): trials never need them.
+_REGISTRY_NAMES = ("CHAMPION_ALIAS", "ImputerPyfunc", "RegisteredModel", "log_and_register_model")
+
+
+def __getattr__(name: str) -> object:
+    if name in _REGISTRY_NAMES:
+        from gapray.tracking import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'gapray.tracking' has no attribute {name!r}")
+
 
 __all__ = [
     "CHAMPION_ALIAS",

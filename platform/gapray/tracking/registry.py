@@ -10,6 +10,7 @@ missing values (or a dict with ``"X"``), its output the imputed array (plus ``st
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,25 +28,30 @@ def _import_object(spec: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
-class ImputerPyfunc(PythonModel):  # type: ignore[misc]
-    """pyfunc wrapper around a saved gapray imputer (loaded with ``model_class.load(path)``)."""
+# MLflow warns when the class is created that predict has no (list-shaped) type hints; the
+# input is a plain [N, T, D] array, so the warning is silenced here and nowhere else.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
 
-    def __init__(self, model_class: str) -> None:
-        self.model_class = model_class
-        self._model: Any = None
+    class ImputerPyfunc(PythonModel):  # type: ignore[misc]
+        """pyfunc wrapper around a saved gapray imputer (``model_config["model_class"]``'s ``load(path)``)."""
 
-    def load_context(self, context: Any) -> None:
-        self._model = _import_object(self.model_class).load(context.artifacts["model"])
+        def __init__(self) -> None:
+            self._model: Any = None
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # MLflow reads hints
-        from gapray.data import TimeSeriesDataset
+        def load_context(self, context: Any) -> None:
+            model_class = (context.model_config or {}).get("model_class", "gapray.imputation:DEARI")
+            self._model = _import_object(model_class).load(context.artifacts["model"])
 
-        X = model_input["X"] if isinstance(model_input, dict) else model_input
-        X = np.asarray(X, dtype=np.float32)
-        result = self._model.predict(TimeSeriesDataset(X=X, name="pyfunc-input"))
-        if params and params.get("uncertainty"):
-            return {k: np.asarray(v) for k, v in result.items() if v is not None}
-        return np.asarray(result["imputation"])
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # MLflow reads hints
+            from gapray.data import TimeSeriesDataset
+
+            X = model_input["X"] if isinstance(model_input, dict) else model_input
+            X = np.asarray(X, dtype=np.float32)
+            result = self._model.predict(TimeSeriesDataset(X=X, name="pyfunc-input"))
+            if params and params.get("uncertainty"):
+                return {k: np.asarray(v) for k, v in result.items() if v is not None}
+            return np.asarray(result["imputation"])
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,9 @@ def log_and_register_model(
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name=name,
-            python_model=ImputerPyfunc(model_class),
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),  # models from code: no pickle
             artifacts={"model": str(model_path)},
+            model_config={"model_class": model_class},
             pip_requirements=["gapray"],
             registered_model_name=registered_name,
         )

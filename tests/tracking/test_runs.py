@@ -1,0 +1,76 @@
+"""Parent/child run bookkeeping on a real sqlite MLflow store: reuse on resume, no duplicates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from gapray.tracking import (
+    PARENT_RUN_TAG,
+    TRIAL_ID_TAG,
+    TrialRun,
+    close_trial_runs,
+    ensure_experiment,
+    find_child_runs,
+    get_or_create_parent_run,
+    latest_unfinished_parent,
+    mlflow_ui_command,
+    numeric_metrics,
+    resolve_tracking_uri,
+)
+
+
+def test_relative_sqlite_uri_becomes_absolute_and_plain_paths_are_refused(tmp_path: Path) -> None:
+    assert resolve_tracking_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert resolve_tracking_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
+    assert resolve_tracking_uri("http://10.0.0.5:5000") == "http://10.0.0.5:5000"
+    with pytest.raises(ValueError, match="plain path"):
+        resolve_tracking_uri("mlruns")
+
+
+def test_experiment_is_created_once_with_artifacts_beside_the_database(mlflow_uri: str) -> None:
+    first = ensure_experiment(mlflow_uri, "deari-sweep")
+    assert ensure_experiment(mlflow_uri, "deari-sweep") == first
+    location = MlflowClient(mlflow_uri).get_experiment(first).artifact_location
+    db_dir = Path(mlflow_uri.removeprefix("sqlite:///")).parent
+    assert location == (db_dir / "mlartifacts").as_uri()
+    assert mlflow_ui_command(mlflow_uri).startswith(f"mlflow ui --backend-store-uri {mlflow_uri}")
+
+
+def test_resumed_sweep_reuses_its_parent_and_each_trial_keeps_one_child_run(mlflow_uri: str) -> None:
+    client = MlflowClient(mlflow_uri)
+    experiment = ensure_experiment(mlflow_uri, "deari-sweep")
+    parent = get_or_create_parent_run(client, experiment, "sweep-a", params={"num_samples": 4, "space": {"lr": 1}})
+    assert client.get_run(parent).data.params == {"num_samples": "4", "space.lr": "1"}
+    assert latest_unfinished_parent(client, experiment).info.run_id == parent
+
+    first = TrialRun.open(mlflow_uri, experiment, parent, "t1", "trial_1", {"n_layers": 2, "unfreeze_every": None})
+    first.log_epoch({"val_mae": 0.5, "note": "text", "bad": float("nan")}, epoch=1)
+    first.finish({"val_mae": 0.5})
+    # The driver dies and the sweep is resumed: same parent; t1 finished, t2 restarts from a checkpoint.
+    assert get_or_create_parent_run(client, experiment, "sweep-a") == parent
+    second = TrialRun.open(mlflow_uri, experiment, parent, "t2", "trial_2", {"n_layers": 1})
+    again = TrialRun.open(mlflow_uri, experiment, parent, "t2", "trial_2", {"n_layers": 1})
+    assert (second.resumed, again.resumed, again.run_id) == (False, True, second.run_id)
+
+    children = find_child_runs(client, experiment, parent)
+    assert sorted(r.data.tags[TRIAL_ID_TAG] for r in children) == ["t1", "t2"]
+    assert all(r.data.tags[PARENT_RUN_TAG] == parent for r in children)
+    run1 = client.get_run(first.run_id)
+    assert run1.data.params == {"n_layers": "2", "unfreeze_every": "off"}
+    assert set(run1.data.metrics) == {"val_mae", "final/val_mae"}  # strings and NaN are dropped
+    assert client.get_run(again.run_id).data.tags["gapray.attempts"] == "2"
+
+    # t2 was stopped by ASHA (its process ended without closing the run): the driver closes it.
+    assert close_trial_runs(client, experiment, parent, {"t1": "TERMINATED", "t2": "TERMINATED"}) == 1
+    statuses = {r.data.tags[TRIAL_ID_TAG]: r.info.status for r in find_child_runs(client, experiment, parent)}
+    assert statuses == {"t1": "FINISHED", "t2": "FINISHED"}
+    other = get_or_create_parent_run(client, experiment, "sweep-b")
+    assert other != parent and find_child_runs(client, experiment, other) == []
+
+
+def test_numeric_metrics_keeps_finite_numbers_only() -> None:
+    metrics = {"a": 1, "b": 2.5, "c": True, "d": "x", "e": float("inf"), "f": None}
+    assert numeric_metrics(metrics) == {"a": 1.0, "b": 2.5}

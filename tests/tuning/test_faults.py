@@ -1,0 +1,128 @@
+"""Fault tolerance: a trial that raises once is retried from its checkpoint; a sweep whose driver is
+SIGKILLed mid-way resumes with ``--resume`` without re-running finished trials or duplicating runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import ray.cloudpickle
+from _helpers import REPO_ROOT, subprocess_env
+from mlflow.tracking import MlflowClient
+
+from gapray.sweep import SweepSettings, run_sweep, train_imputer
+from gapray.tracking import TRIAL_ID_TAG, find_child_runs, find_parent_run
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+
+
+def fail_once_after_first_epoch(config: dict[str, Any], *, split: Any, context: Any) -> None:
+    """``train_imputer``, except the first attempt of each trial dies right after epoch 1's checkpoint."""
+    from ray import tune
+
+    folder = Path(context.tracking_uri.removeprefix("sqlite:///")).parent
+    marker = folder / f"failed-{tune.get_context().get_trial_id()}"
+    original = tune.report
+
+    def report_then_fail(metrics: dict[str, Any], *, checkpoint: Any = None) -> None:
+        original(metrics, checkpoint=checkpoint)
+        if metrics["epoch"] == 1 and not marker.exists():
+            marker.touch()
+            raise RuntimeError("injected failure after epoch 1")
+
+    tune.report = report_then_fail
+    try:
+        train_imputer(config, split=split, context=context)
+    finally:
+        tune.report = original
+
+
+def test_a_trial_that_raises_once_is_retried_from_its_checkpoint_and_completes(
+    ray_session: object, tmp_path: Path, data_dir: Path
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings = SweepSettings(smoke_test=True, num_samples=1, max_records=100, tracking_uri=uri,
+                             storage_path=str(tmp_path / "results"), data_dir=str(data_dir), name="flaky")
+    outcome = run_sweep(settings, trainable=fail_once_after_first_epoch, register_model=False)
+
+    assert list(tmp_path.glob("failed-*")), "the injected failure did not happen"
+    row = outcome.table.iloc[0]
+    assert row["status"] == "TERMINATED" and row["epochs"] == 2
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("deari-sweep").experiment_id
+    (child,) = find_child_runs(client, experiment, outcome.parent_run_id)  # the retry reused its run
+    assert child.data.tags["gapray.attempts"] == "2" and child.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_mae")]
+    assert steps == [1, 2]  # epoch 2 continued from epoch 1's checkpoint: nothing trained twice
+
+
+def _sweep_command(tmp_path: Path, data_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO_ROOT / "tuning" / "deari_sweep.py"), "--smoke-test", "--name", "killed",
+            "--max-records", "100", "--storage-path", str(tmp_path / "results"), "--data-dir", str(data_dir),
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *extra]
+
+
+def _children(uri: str) -> tuple[Any, list[Any]]:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("deari-sweep")
+    parent = None if experiment is None else find_parent_run(client, experiment.experiment_id, "killed")
+    if parent is None:
+        return client, []
+    return client, find_child_runs(client, experiment.experiment_id, parent.info.run_id)
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials_or_duplicating_runs(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = subprocess_env()
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115 - closed below
+    driver = subprocess.Popen(_sweep_command(tmp_path, data_dir), cwd=tmp_path, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        finished: list[Any] = []
+        while not finished:  # kill as soon as one trial has finished and the sweep is not done
+            assert driver.poll() is None, f"sweep ended before it was killed:\n{(tmp_path / 'first.log').read_text()}"
+            assert time.monotonic() < deadline, "no trial finished within 300 s"
+            time.sleep(1.0)
+            _, children = _children(uri) if (tmp_path / "mlflow.db").exists() else (None, [])
+            finished = [c for c in children if c.info.status == "FINISHED"]
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        time.sleep(3.0)  # Ray's GCS and raylet follow their driver; its agents may linger
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+    client, before = _children(uri)
+    done_before = {c.data.tags[TRIAL_ID_TAG]: c for c in before if c.info.status == "FINISHED"}
+    history_before = {t: [m.step for m in client.get_metric_history(c.info.run_id, "val_mae")]
+                      for t, c in done_before.items()}
+    assert done_before and len(done_before) < 4
+
+    resumed = subprocess.run(_sweep_command(tmp_path, data_dir, "--resume"), cwd=tmp_path, env=subprocess_env(),
+                             capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
+    assert "Sweep killed: 4 trials" in resumed.stdout and "mlflow ui --backend-store-uri" in resumed.stdout
+
+    client, after = _children(uri)
+    trial_ids = [c.data.tags[TRIAL_ID_TAG] for c in after]
+    assert len(after) == 4 and len(set(trial_ids)) == 4  # one child run per trial, none duplicated
+    assert all(c.info.status == "FINISHED" for c in after)
+    by_trial = {c.data.tags[TRIAL_ID_TAG]: c for c in after}
+    for trial_id, run in done_before.items():  # finished trials were not started again
+        assert by_trial[trial_id].info.run_id == run.info.run_id
+        assert by_trial[trial_id].data.tags["gapray.attempts"] == "1"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_mae")] == history_before[trial_id]
+    experiment = client.get_experiment_by_name("deari-sweep").experiment_id
+    parent = find_parent_run(client, experiment, "killed")
+    assert parent.info.status == "FINISHED" and "test_mae" in parent.data.metrics
+    assert len(client.search_runs([experiment], "tags.`gapray.role` = 'parent'")) == 1  # the parent was reused

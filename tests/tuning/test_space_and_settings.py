@@ -1,0 +1,67 @@
+"""The search space comes from DEARIConfig's fields; the script's flags come from SweepSettings."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from ray import tune
+
+from gapray.imputation import BRITSConfig, DEARIConfig
+from gapray.sweep import OFF, SMOKE_SPACE, SweepSettings, SweepSpace, build_parser, config_from_params, param_space
+from gapray.sweep.settings import SMOKE_VALUES, parse_settings
+
+
+def test_every_swept_name_is_a_deari_config_field_and_samples_stay_in_range() -> None:
+    space = param_space(DEARIConfig, SweepSpace())
+    assert set(space) == {f.name for f in dataclasses.fields(SweepSpace)}
+    assert set(space) <= {f.name for f in dataclasses.fields(DEARIConfig)}
+    assert space["n_layers"].categories == list(range(1, 11))
+    assert space["unfreeze_every"].categories == [OFF, 50, 100, 200]
+    for _ in range(20):
+        lr = space["lr"].sample()
+        margin = space["dml_margin"].sample()
+        assert 1e-4 <= lr <= 3e-3 and 0.05 <= margin <= 0.5
+    assert isinstance(space["lr"], tune.search.sample.Float)
+
+
+def test_a_space_naming_a_field_the_config_lacks_is_refused() -> None:
+    with pytest.raises(ValueError, match="'n_layers' is not a field of BRITSConfig"):
+        param_space(BRITSConfig, SweepSpace())
+
+
+def test_off_means_deterministic_and_a_period_means_bayesian() -> None:
+    base = DEARIConfig(epochs=3)
+    off = config_from_params(base, {"unfreeze_every": OFF, "n_layers": 2})
+    on = config_from_params(base, {"unfreeze_every": 100, "n_samples": 5})
+    assert (off.bayesian, off.unfreeze_every, off.n_layers, off.epochs) == (False, None, 2, 3)
+    assert (on.bayesian, on.unfreeze_every, on.n_samples) == (True, 100, 5)
+
+
+def test_trial_params_are_validated_by_the_config_dataclass() -> None:
+    with pytest.raises(ValueError, match="not divisible by attention_heads"):
+        config_from_params(DEARIConfig(), {"n_layers": 2, "hidden_size": 18})
+    with pytest.raises(ValueError, match="not fields of DEARIConfig"):
+        config_from_params(DEARIConfig(), {"depth": 2})
+
+
+def test_smoke_space_is_a_valid_tiny_subset() -> None:
+    space = param_space(DEARIConfig, SMOKE_SPACE)
+    assert max(space["n_layers"].categories) <= 2
+
+
+def test_flags_are_generated_from_the_settings_dataclass() -> None:
+    parser = build_parser()
+    flags = {a.option_strings[0] for a in parser._actions if a.option_strings}
+    assert {f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(SweepSettings)} <= flags
+    settings = parse_settings(["--smoke-test", "--gpus-per-trial", "0.5", "--address", "auto", "--num-samples", "2"])
+    assert settings.smoke_test and settings.gpus_per_trial == 0.5 and settings.address == "auto"
+    assert "--tracking-uri" in parser.format_help() and "sqlite:///mlflow.db" in parser.format_help()
+
+
+def test_smoke_test_changes_only_flags_left_at_their_defaults() -> None:
+    smoke = SweepSettings(smoke_test=True, num_samples=2).effective()
+    assert smoke.num_samples == 2  # given explicitly
+    assert smoke.epochs == SMOKE_VALUES["epochs"] and smoke.max_records == SMOKE_VALUES["max_records"]
+    assert SweepSettings(num_samples=2).effective() == SweepSettings(num_samples=2)
+    assert SweepSettings.from_json(smoke.to_json()) == smoke
