@@ -28,7 +28,9 @@ from gapray.imputation.training import (
     masked_errors,
     prepare,
     resolve_device,
+    sample_imputations,
 )
+from gapray.imputation.uncertainty import summarise_samples
 
 FORMAT = "gapray.imputation/1"
 
@@ -141,12 +143,31 @@ class RecurrentImputer:
         dataset = check_dataset(data, role, self.n_features, need_ground_truth=with_target)
         return prepare(dataset, self.config.delta_convention, self.device, with_target=with_target)
 
-    def predict(self, test: TimeSeriesDataset | np.ndarray) -> dict[str, np.ndarray]:
-        """``{"imputation": [N, T, D]}``: observed values kept, missing ones imputed."""
+    def predict(self, test: TimeSeriesDataset | np.ndarray, n_samples: int | None = None, level: float = 0.9,
+                return_samples: bool = False) -> dict[str, np.ndarray]:
+        """``{"imputation": [N, T, D]}``: observed values kept, missing ones imputed.
+
+        Bayesian models (``config.bayesian``) run ``n_samples`` Monte Carlo passes (default
+        ``config.n_samples``; batched, DEARI sec. 4.3) and add ``"std"`` and the Gaussian interval
+        ``"lower"``/``"upper"`` at ``level``; ``"imputation"`` is then the Monte Carlo mean and
+        ``return_samples`` adds ``"samples"`` ``[K, N, T, D]``. ``n_samples=0`` uses the
+        posterior means only (the frozen network).
+        """
         core = self._require_fitted()
         data = self._prepare(test, "test")
-        imputation = impute_prepared(core, data, 4 * self.config.batch_size)
-        return {"imputation": imputation.cpu().numpy()}
+        if n_samples is None:
+            n_samples = self.config.n_samples if self.config.bayesian else 0
+        if n_samples and not self.config.bayesian:
+            raise ValueError(f"{type(self).__name__} is not Bayesian (config.bayesian=False): "
+                             "it cannot draw Monte Carlo samples")
+        if not n_samples:
+            imputation = impute_prepared(core, data, 4 * self.config.batch_size)
+            return {"imputation": imputation.cpu().numpy()}
+        samples = sample_imputations(core, data, 4 * self.config.batch_size, n_samples).cpu().numpy()
+        prediction = summarise_samples(samples, level)
+        if return_samples:
+            prediction["samples"] = samples
+        return prediction
 
     def impute(self, test: TimeSeriesDataset | np.ndarray) -> np.ndarray:
         """The imputed ``[N, T, D]`` array (``predict(test)["imputation"]``)."""

@@ -411,3 +411,26 @@ def split_samples(x: torch.Tensor, n_samples: int) -> torch.Tensor:
     if x.shape[0] % n_samples:
         raise ValueError(f"{x.shape[0]} rows cannot be split into {n_samples} samples")
     return x.reshape(n_samples, x.shape[0] // n_samples, *x.shape[1:])
+
+
+@torch.no_grad()
+def load_deterministic_state(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load a deterministic model's ``state_dict`` into its Bayesian twin: every Bayesian weight
+    ``name.mu`` takes the deterministic ``name``, every ``name.rho`` keeps its value, all other
+    entries are copied as they are. Frozen, the twin then computes exactly what the deterministic
+    model computes (a warm start for Bayesian training, and the test of the wiring)."""
+    own = model.state_dict()
+    merged = {}
+    for key, value in own.items():
+        if key.endswith(".mu") and key[: -len(".mu")] in state_dict:
+            merged[key] = state_dict[key[: -len(".mu")]]
+        elif key.endswith(".rho") and key not in state_dict:
+            merged[key] = value
+        elif key in state_dict:
+            merged[key] = state_dict[key]
+        else:
+            raise KeyError(f"deterministic state has no entry for {key!r}")
+    unused = set(state_dict) - {k[: -len(".mu")] if k.endswith(".mu") else k for k in merged}
+    if unused:
+        raise KeyError(f"deterministic state entries without a Bayesian counterpart: {sorted(unused)[:5]}")
+    model.load_state_dict(merged)

@@ -73,7 +73,11 @@ class BRITSConfig:
     n_samples: int = 10
     """Bayesian layers: Monte Carlo passes when unfrozen and at inference (paper: 10)."""
     kl_weight: float = 1.0
-    """Bayesian layers: weight of KL(q || prior) in the loss (Eq. 26)."""
+    """Bayesian layers: weight of KL(q || prior) in the loss (Eq. 26), on top of the minibatch
+    weighting and the division by the number of observed training entries (see
+    ``gapray.imputation.schedule.FreezeSchedule.kl_coefficient``)."""
+    prior_sigma: float = 0.1
+    """Bayesian layers: standard deviation of the Gaussian prior N(0, sigma^2) (reference: 0.1)."""
 
     def __post_init__(self) -> None:
         problems = []

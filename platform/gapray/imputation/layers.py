@@ -19,6 +19,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from gapray.imputation.bayesian import BayesianConfig, make_bayesian_cell
+
 CellKind = Literal["lstm", "gru"]
 
 
@@ -207,14 +209,17 @@ class DirectionalGRUCell(nn.Module):
         return torch.lerp(n, hx, z)  # (1 - z) * n + z * h
 
 
-def make_rnn_cell(kind: str, input_size: int, hidden_size: int, n_directions: int = 2) -> nn.Module:
+def make_rnn_cell(kind: str, input_size: int, hidden_size: int, n_directions: int = 2,
+                  bayesian: BayesianConfig | None = None) -> nn.Module:
     """The one factory for the recurrent cell of Eq. 10 (``lstm`` or ``gru``).
 
     The returned module is called like ``nn.LSTMCell`` / ``nn.GRUCell`` with a leading direction
     axis: LSTM ``cell(x, (h, c)) -> (h, c)``, GRU ``cell(x, h) -> h``; ``x`` is
-    ``[n_directions, B, input_size]``. Swap this factory's result for a Bayesian cell with the
-    same call signature (DEARI Eqs. 22-25).
+    ``[n_directions, B, input_size]``. With ``bayesian`` set, the cell is the Bayesian cell of
+    DEARI Eqs. 22-25 (:mod:`gapray.imputation.bayesian`), same call signature and layout.
     """
+    if bayesian is not None:
+        return make_bayesian_cell(kind, input_size, hidden_size, bayesian, n_directions)
     if kind == "lstm":
         return DirectionalLSTMCell(n_directions, input_size, hidden_size)
     if kind == "gru":

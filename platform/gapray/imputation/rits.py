@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from gapray.imputation.bayesian import BayesianConfig
 from gapray.imputation.layers import (
     CombinationWeight,
     FeatureRegression,
@@ -52,7 +53,7 @@ class RITS(nn.Module):
     """
 
     def __init__(self, n_features: int, hidden_size: int, cell: str = "lstm", n_directions: int = 2,
-                 combination_sigmoid: bool = True) -> None:
+                 combination_sigmoid: bool = True, bayesian: BayesianConfig | None = None) -> None:
         super().__init__()
         self.n_features, self.hidden_size, self.cell_kind = n_features, hidden_size, cell
         self.n_directions = n_directions
@@ -61,7 +62,7 @@ class RITS(nn.Module):
         self.history_regression = HistoryRegression(n_directions, hidden_size, n_features)
         self.feature_regression = FeatureRegression(n_directions, n_features)
         self.combination_weight = CombinationWeight(n_directions, n_features, sigmoid=combination_sigmoid)
-        self.cell = make_rnn_cell(cell, 2 * n_features, hidden_size, n_directions)
+        self.cell = make_rnn_cell(cell, 2 * n_features, hidden_size, n_directions, bayesian)  # Eq. 10 / 25
 
     def forward(self, values: Tensor, mask: Tensor, deltas: Tensor, initial_hidden: Tensor | None = None) -> RITSOutput:
         """Run the recurrence.

@@ -21,8 +21,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from gapray.data.dataset import TimeSeriesDataset
+from gapray.imputation.bayesian import sampled_weights, split_samples
 from gapray.imputation.brits.core import Batch
 from gapray.imputation.config import BRITSConfig
+from gapray.imputation.schedule import FreezeSchedule
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -88,6 +90,26 @@ def impute_prepared(core: nn.Module, data: PreparedData, batch_size: int) -> Ten
     return torch.cat(parts) if parts else data.values.clone()
 
 
+@torch.no_grad()
+def sample_imputations(core: nn.Module, data: PreparedData, batch_size: int, n_samples: int) -> Tensor:
+    """``n_samples`` Monte Carlo imputations ``[K, N, T, D]`` of a Bayesian core (DEARI sec. 4.3).
+
+    Per batch, the ``K`` weight samples run as one batched pass over the batch repeated ``K``
+    times (:func:`gapray.imputation.bayesian.sampled_weights`), in evaluation mode.
+    """
+    was_training = core.training
+    core.eval()
+    parts = []
+    try:
+        for _size, batch in data.batches(batch_size):
+            with sampled_weights(core, n_samples):
+                imputation = core(batch.repeat(n_samples), with_loss=False).imputation
+            parts.append(split_samples(imputation, n_samples))
+    finally:
+        core.train(was_training)
+    return torch.cat(parts, dim=1)
+
+
 def masked_errors(imputation: Tensor, data: PreparedData) -> dict[str, float]:
     """MAE and MRE on the artificially removed entries (DESIGN.md sec. 2), in float64."""
     assert data.target is not None and data.evaluation_mask is not None
@@ -123,20 +145,42 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def train_one_epoch(core: nn.Module, optimizer: torch.optim.Optimizer, data: PreparedData, batch_size: int,
-                    step_hook: Callable[[], None] | None = None) -> float:
-    """One pass over shuffled mini-batches; returns the sample-weighted mean training loss."""
+                    step_hook: Callable[[], None] | None = None, schedule: FreezeSchedule | None = None,
+                    first_step: int = 0) -> float:
+    """One pass over shuffled mini-batches; returns the sample-weighted mean training loss.
+
+    With a Bayesian ``schedule``, global step ``first_step + i`` on its sampling steps trains on
+    the mean loss of ``n_samples`` weight samples (one batched pass) plus the weighted KL.
+    """
     core.train()
     order = torch.randperm(len(data)).to(data.values.device)
     total = data.values.new_zeros(())
-    for size, batch in data.batches(batch_size, order):
+    n_batches = math.ceil(len(data) / batch_size)
+    for index, (size, batch) in enumerate(data.batches(batch_size, order)):
         optimizer.zero_grad(set_to_none=True)
-        loss = core(batch).loss
+        n_samples = 0 if schedule is None else schedule.samples_for_step(first_step + index)
+        if n_samples:
+            assert schedule is not None
+            coefficient = schedule.kl_coefficient(index, n_batches, max(int(data.mask.sum()), 1))
+            with sampled_weights(core, n_samples):
+                loss = core(batch.repeat(n_samples), kl_coefficient=coefficient).loss
+        else:
+            loss = core(batch).loss
         loss.backward()
         optimizer.step()
         if step_hook is not None:
             step_hook()
         total = total + loss.detach() * size
     return float(total) / max(len(data), 1)
+
+
+def freeze_schedule(config: BRITSConfig) -> FreezeSchedule | None:
+    """The Bayesian freeze/unfreeze schedule of ``config`` (None for a deterministic model);
+    ``unfreeze_every=None`` with ``bayesian=True`` samples on every step (plain Bayes by Backprop)."""
+    if not config.bayesian:
+        return None
+    return FreezeSchedule(unfreeze_every=config.unfreeze_every or 1, n_samples=config.n_samples,
+                          kl_weight=config.kl_weight)
 
 
 def fit_loop(core: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState, config: BRITSConfig,
@@ -151,6 +195,7 @@ def fit_loop(core: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingS
     ``core`` and returns the metrics history of this call.
     """
     started = time.perf_counter()
+    schedule = freeze_schedule(config)
     history: list[dict[str, float]] = []
     devices = [train.values.device] if train.values.device.type == "cuda" else []
     progress = tqdm(range(state.epoch, config.epochs), desc=description, unit="epoch", leave=False)
@@ -160,7 +205,8 @@ def fit_loop(core: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingS
         epoch_start = time.perf_counter()
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(_epoch_seed(config.seed, epoch))
-            train_loss = train_one_epoch(core, optimizer, train, config.batch_size)
+            train_loss = train_one_epoch(core, optimizer, train, config.batch_size, schedule=schedule,
+                                         first_step=epoch * math.ceil(len(train) / config.batch_size))
         train_seconds = time.perf_counter() - epoch_start
         metrics = {"train_loss": train_loss, "val_mae": math.nan, "val_mre": math.nan}
         if val is not None:

@@ -75,8 +75,11 @@ def summarise_samples(
     samples = np.asarray(samples)
     if samples.ndim < 2 or samples.shape[0] < 1:
         raise ValueError(f"samples must be [K, ...] with K >= 1, got shape {samples.shape}")
-    mean = samples.mean(axis=0)
-    std = samples.std(axis=0, ddof=1) if samples.shape[0] > 1 else np.zeros_like(mean)
+    dtype = samples.dtype if np.issubdtype(samples.dtype, np.floating) else np.float64
+    wide = samples.astype(np.float64)  # identical samples (observed entries) give std exactly 0
+    mean = wide.mean(axis=0)
+    std = wide.std(axis=0, ddof=1) if samples.shape[0] > 1 else np.zeros_like(mean)
+    mean, std = mean.astype(dtype), std.astype(dtype)
     if interval == "gaussian":
         lower, upper = gaussian_interval(mean, std, level)
     elif interval == "quantile":

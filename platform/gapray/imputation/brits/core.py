@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from gapray.imputation.bayesian import BayesianConfig, kl_divergence, repeat_for_samples
 from gapray.imputation.config import BRITSConfig
 from gapray.imputation.dml import MetricLearningLoss
 from gapray.imputation.layers import bidirectional_merge, consistency_loss
@@ -25,15 +26,23 @@ class Batch:
 
     values: ``[B, T, D]`` with 0 where missing. mask: ``[B, T, D]``.
     deltas: ``[2, B, T, D]``: forward deltas, and backward deltas in reversed time order.
+    n_samples: the rows are this many sample-major copies of one batch, one per Bayesian weight
+    sample (see :meth:`repeat` and :func:`gapray.imputation.bayesian.sampled_weights`).
     """
 
     values: Tensor
     mask: Tensor
     deltas: Tensor
+    n_samples: int = 1
     directional_mask: Tensor = field(init=False)
 
     def __post_init__(self) -> None:
         self.directional_mask = torch.stack([self.mask, self.mask.flip(1)])
+
+    def repeat(self, n_samples: int) -> Batch:
+        """The batch repeated ``n_samples`` times, sample-major, for batched Monte Carlo passes."""
+        return Batch(values=repeat_for_samples(self.values, n_samples), mask=repeat_for_samples(self.mask, n_samples),
+                     deltas=self.deltas.repeat(1, n_samples, 1, 1), n_samples=self.n_samples * n_samples)
 
 
 @dataclass
@@ -63,7 +72,8 @@ class BidirectionalLayer(nn.Module):
     def __init__(self, n_features: int, config: BRITSConfig) -> None:
         super().__init__()
         self.rits = RITS(n_features, config.hidden_size, config.cell, n_directions=2,
-                         combination_sigmoid=config.combination_sigmoid)
+                         combination_sigmoid=config.combination_sigmoid,
+                         bayesian=BayesianConfig(prior_sigma=config.prior_sigma) if config.bayesian else None)
 
     def forward(self, values: Tensor, batch: Batch, initial_hidden: Tensor | None = None) -> LayerOutput:
         both = torch.stack([values, values.flip(1)])
@@ -95,12 +105,25 @@ def total_loss(layers: list[LayerOutput], config: BRITSConfig,
 
 
 def metric_learning_term(head: MetricLearningLoss | None, layers: list[LayerOutput],
-                         config: BRITSConfig) -> dict[str, Tensor]:
-    """The weighted DML loss of Sec. 4.2 with all layers squeezed into one pair (empty if DML is off)."""
+                         config: BRITSConfig, n_samples: int = 1) -> dict[str, Tensor]:
+    """The weighted DML loss of Sec. 4.2 with all layers squeezed into one pair (empty if DML is off).
+
+    With ``n_samples`` Monte Carlo copies in the batch, triplets are mined within each copy
+    (another copy of the same record is no negative) and the losses averaged.
+    """
     if head is None:
         return {}
     hidden = torch.stack([layer.hidden_states for layer in layers]).mean(dim=0)  # [2, B, T, H]
-    return {"dml": config.dml_weight * head(hidden[0], hidden[1])}
+    chunks = zip(hidden[0].chunk(n_samples), hidden[1].chunk(n_samples))
+    return {"dml": config.dml_weight * torch.stack([head(f, b) for f, b in chunks]).mean()}
+
+
+def kl_term(core: nn.Module, coefficient: float) -> dict[str, Tensor]:
+    """Bayes by Backprop's complexity term ``coefficient * KL(q || prior)`` (DEARI Eq. 26);
+    empty when ``coefficient`` is 0 (frozen steps, deterministic models)."""
+    if coefficient == 0.0:
+        return {}
+    return {"kl": coefficient * kl_divergence(core)}
 
 
 def make_metric_learning_head(config: BRITSConfig) -> MetricLearningLoss | None:
@@ -121,9 +144,10 @@ class BRITSCore(nn.Module):
         self.layer = BidirectionalLayer(n_features, config)
         self.metric_learning = make_metric_learning_head(config)
 
-    def forward(self, batch: Batch, with_loss: bool = True) -> CoreOutput:
+    def forward(self, batch: Batch, with_loss: bool = True, kl_coefficient: float = 0.0) -> CoreOutput:
         out = self.layer(batch.values, batch)
         if not with_loss:
             return CoreOutput(out.imputation, out.imputation.new_zeros(()), {}, [out])
-        loss, terms = total_loss([out], self.config, metric_learning_term(self.metric_learning, [out], self.config))
+        extra = metric_learning_term(self.metric_learning, [out], self.config, batch.n_samples)
+        loss, terms = total_loss([out], self.config, {**extra, **kl_term(self, kl_coefficient)})
         return CoreOutput(out.imputation, loss, terms, [out])

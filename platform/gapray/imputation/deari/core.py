@@ -16,6 +16,7 @@ from gapray.imputation.brits.core import (
     Batch,
     BidirectionalLayer,
     CoreOutput,
+    kl_term,
     make_metric_learning_head,
     metric_learning_term,
     total_loss,
@@ -79,7 +80,7 @@ class DEARICore(nn.Module):
         )
         self.metric_learning = make_metric_learning_head(config)
 
-    def forward(self, batch: Batch, with_loss: bool = True) -> CoreOutput:
+    def forward(self, batch: Batch, with_loss: bool = True, kl_coefficient: float = 0.0) -> CoreOutput:
         outputs = []
         values, initial_hidden = batch.values, None
         observed, missing = batch.values * batch.mask, 1.0 - batch.mask
@@ -95,5 +96,6 @@ class DEARICore(nn.Module):
             torch.stack([o.imputation for o in outputs]).mean(dim=0)
         if not with_loss:
             return CoreOutput(imputation, imputation.new_zeros(()), {}, outputs)
-        loss, terms = total_loss(outputs, self.config, metric_learning_term(self.metric_learning, outputs, self.config))
+        extra = metric_learning_term(self.metric_learning, outputs, self.config, batch.n_samples)
+        loss, terms = total_loss(outputs, self.config, {**extra, **kl_term(self, kl_coefficient)})
         return CoreOutput(imputation, loss, terms, outputs)

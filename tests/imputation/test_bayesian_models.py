@@ -1,0 +1,113 @@
+"""Bayesian BRITS/DEARI end to end: frozen == deterministic, sampling steps train the posterior,
+Monte Carlo prediction (batched), intervals widen in a long gap, save/load."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gapray.data.dataset import TimeSeriesDataset
+from gapray.data.masking import remove_observed_per_sample
+from gapray.imputation import BRITS, DEARI, BRITSConfig, DEARIConfig
+from gapray.imputation.bayesian import BayesianRecurrentCell, load_deterministic_state
+from gapray.imputation.training import prepare
+
+TINY = {"hidden_size": 8, "batch_size": 16, "seed": 0}
+
+
+def _sines(n: int = 48, steps: int = 20, features: int = 3, seed: int = 0) -> TimeSeriesDataset:
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)[None, :, None]
+    x = np.sin(0.35 * t + rng.uniform(0, 6, (n, 1, features))) + 0.05 * rng.normal(size=(n, steps, features))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    return remove_observed_per_sample(TimeSeriesDataset(X=x.astype(np.float32), name="sines"), 0.1, seed)
+
+
+@pytest.mark.parametrize(("model_class", "kind"), [(DEARI, "lstm"), (BRITS, "gru")])
+def test_frozen_bayesian_model_equals_deterministic_model_with_the_same_means(model_class: type, kind: str) -> None:
+    if model_class is DEARI:
+        config = DEARIConfig(
+            n_layers=2, attention_layers=1, attention_heads=2, cell=kind, dml=True, dml_attention_heads=2, **TINY
+        )
+    else:
+        config = BRITSConfig(cell=kind, dml=True, dml_attention_heads=2, **TINY)
+    deterministic, bayesian = model_class(config), model_class(config.replace(bayesian=True, unfreeze_every=3))
+    deterministic._build(3)
+    bayesian._build(3)
+    n_layers = getattr(config, "n_layers", 1)
+    assert sum(isinstance(m, BayesianRecurrentCell) for m in bayesian.core.modules()) == n_layers
+    load_deterministic_state(bayesian.core, deterministic.core.state_dict())
+    test = _sines(n=10)
+    expected = deterministic.predict(test)["imputation"]
+    assert np.array_equal(bayesian.predict(test, n_samples=0)["imputation"], expected)
+    batch = prepare(test, "brits", torch.device("cpu")).batch(slice(0, 10))
+    deterministic.core.eval()
+    bayesian.core.eval()
+    torch.manual_seed(0)
+    expected_loss = deterministic.core(batch).loss
+    torch.manual_seed(0)
+    assert torch.equal(bayesian.core(batch).loss, expected_loss)
+
+
+def test_sampling_steps_train_the_posterior_spread_and_add_the_kl_term() -> None:
+    train, val = _sines(n=32), _sines(n=16, seed=1)
+    model = BRITS(BRITSConfig(bayesian=True, unfreeze_every=2, n_samples=3, epochs=1, kl_weight=5.0, **TINY))
+    model._build(3)
+    rho_before = {n: p.detach().clone() for n, p in model.core.named_parameters() if n.endswith(".rho")}
+    model.fit(train, val)  # 2 steps per epoch: step 1 samples
+    rho_after = dict(model.core.named_parameters())
+    assert all(not torch.equal(rho_after[n], rho_before[n]) for n in rho_before)
+    deterministic_steps = BRITS(BRITSConfig(bayesian=True, unfreeze_every=3, n_samples=3, epochs=1, **TINY))
+    deterministic_steps.fit(train, val)  # steps 0 and 1 are frozen: rho gets no gradient
+    assert all(torch.all(p == -6.0) for n, p in deterministic_steps.core.named_parameters() if n.endswith(".rho"))
+    batch = prepare(train, "brits", torch.device("cpu")).batch(slice(0, 8))
+    assert "kl" in model.core(batch, kl_coefficient=1e-3).terms
+    assert "kl" not in model.core(batch).terms
+
+
+def test_monte_carlo_prediction_keys_and_invariants(tmp_path: Path) -> None:
+    model = BRITS(BRITSConfig(bayesian=True, unfreeze_every=1, epochs=1, cell="gru", **TINY))
+    model.fit(_sines(n=32), _sines(n=16, seed=1))
+    test = _sines(n=12, seed=2)
+    prediction = model.predict(test, n_samples=5, level=0.8, return_samples=True)
+    assert set(prediction) == {"imputation", "std", "lower", "upper", "samples"}
+    assert prediction["samples"].shape == (5, *test.X.shape)
+    observed = ~np.isnan(test.X)
+    assert np.all(prediction["std"][observed] == 0.0)  # observed values are kept in every sample
+    assert np.all(prediction["std"][~observed] > 0.0)
+    assert np.all(prediction["lower"] <= prediction["imputation"])
+    assert np.all(prediction["imputation"] <= prediction["upper"])
+    assert np.allclose(prediction["imputation"], prediction["samples"].mean(0), atol=1e-6)
+    again = BRITS.load(model.save(tmp_path / "bayes.pt"))
+    frozen = model.predict(test, n_samples=0)["imputation"]
+    assert np.array_equal(again.predict(test, n_samples=0)["imputation"], frozen)
+    deterministic = BRITS(BRITSConfig(epochs=1, **TINY))
+    deterministic.fit(_sines(n=16))
+    with pytest.raises(ValueError, match="not Bayesian"):
+        deterministic.predict(test, n_samples=3)
+
+
+def test_monte_carlo_cost_is_batched() -> None:
+    """10 samples cost at most 10 deterministic passes (batched, no loop over samples or records).
+
+    Best of 5 interleaved timings, one intra-op thread (the shared CI machine is noisy).
+    """
+    model = BRITS(BRITSConfig(bayesian=True, **TINY))
+    model._build(3)
+    test = _sines(n=64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times: dict[int, list[float]] = {0: [], 10: []}
+        for _ in range(5):
+            for n_samples in (0, 10):
+                start = time.perf_counter()
+                model.predict(test, n_samples=n_samples)
+                times[n_samples].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    assert min(times[10]) <= 10 * min(times[0])
