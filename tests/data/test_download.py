@@ -28,6 +28,7 @@ class MirrorLog:
     ranges: list[str | None] = field(default_factory=list)
     bytes_sent: int = 0
     honour_range: bool = True
+    cut_after: int | None = None
 
 
 class RangeHandler(SimpleHTTPRequestHandler):
@@ -67,6 +68,9 @@ class RangeHandler(SimpleHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
+        if self.log.cut_after is not None:  # simulate a dropped connection
+            body = body[: self.log.cut_after]
+            self.close_connection = True
         self.wfile.write(body)
         self.log.bytes_sent += len(body)
 
@@ -203,3 +207,18 @@ def test_a_dataset_missing_locally_is_fetched_into_the_cache_on_first_use(
     assert len(log.paths) == 2
     load_dataset("mnist", download=True)
     assert len(log.paths) == 2  # second use reads the cache
+
+
+def test_an_interrupted_download_keeps_its_part_file_and_resumes(
+        mirror: tuple[str, MirrorLog], data_dir: Path, tmp_path: Path) -> None:
+    base_url, log = mirror
+    source = data_dir / "mnist" / "t10k-images-idx3-ubyte.gz"
+    log.cut_after = 300_000
+    with pytest.raises(DownloadError, match="interrupted after 300000 bytes"):
+        fetch("mnist", dest=tmp_path, files=[source.name], base_url=base_url, progress=False)
+    assert (tmp_path / f"{source.name}.part").stat().st_size == 300_000
+    assert not (tmp_path / source.name).exists()
+    log.cut_after = None
+    fetch("mnist", dest=tmp_path, files=[source.name], base_url=base_url, progress=False)
+    assert log.ranges == [None, "bytes=300000-"]
+    assert sha256_file(tmp_path / source.name) == sha256_file(source)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import tarfile
 import urllib.error
@@ -194,18 +195,27 @@ def download_file(
     if response is not None:
         with response:
             resumed = offset > 0 and response.status == 206
+            content_range = response.headers.get("Content-Range", "")
+            if resumed and not content_range.startswith(f"bytes {offset}-"):
+                part.unlink(missing_ok=True)
+                raise DownloadError(f"{url}: asked for bytes {offset}- but got range {content_range!r}; "
+                                    "the partial file was deleted, run again")
             if offset and not resumed:
                 offset = 0  # the server ignored Range: start again
             length = response.headers.get("Content-Length")
             total = offset + int(length) if length is not None else None
             bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=target.name,
                        disable=progress_disabled(progress))
+            received = 0
             try:
                 with open(part, "ab" if resumed else "wb") as handle:
                     for block in iter(lambda: response.read(_BLOCK), b""):
                         handle.write(block)
+                        received += len(block)
                         bar.update(len(block))
-            except (OSError, urllib.error.URLError) as error:
+                if length is not None and received < int(length):
+                    raise OSError(f"connection closed after {received} of {length} bytes")
+            except (OSError, http.client.HTTPException) as error:
                 raise DownloadError(f"{url}: interrupted after {part.stat().st_size} bytes ({error}); "
                                     f"run again to resume from {part}") from error
             finally:
