@@ -1,0 +1,134 @@
+"""GIL's behavioural policy (GIL paper Appendix D, Eq. 42).
+
+    beta(s) = pi_theta(s)                 with probability p1 = 1 - p2 - p3
+              m (the missing indicator)   with probability p2
+              a random importance         with probability p3
+
+Reference choices (``gaoqitong/gradient-importance-learning``):
+
+* one draw per env step decides the branch for the whole ``[B, d]`` action
+  (``granularity="step"``); ``"row"`` draws per row instead (our option);
+* the random importance mixes two normals truncated to ``[0, 1]``, centred at 0 and 1 with
+  sigma 0.2 (the reference takes half of the entries from each, shuffled; we draw the
+  mode of each entry with probability 1/2);
+* the heuristic is ``a = 1 - missing`` = the *observed* indicator: importance 1 on observed
+  entries and 0 on missing ones. ``m`` below follows the gapray convention (1 = observed);
+* ``p2`` and ``p3`` decay geometrically per step: tabular ``0.5 / 0.4`` by ``x0.999`` down to
+  ``0.3 / 0.2``; LSTM ``0.15 / 0.6`` by ``x0.95`` with no floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+GRANULARITIES = ("step", "row")
+BRANCH_ACTOR, BRANCH_HEURISTIC, BRANCH_RANDOM = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class BehaviourPolicyConfig:
+    """Settings of Eq. 42. Defaults: the reference's tabular (MLP) script."""
+
+    p2: float = 0.5
+    """Initial probability of the missing-mask heuristic ``a = m``."""
+    p3: float = 0.4
+    """Initial probability of a random importance."""
+    p2_decay: float = 0.999
+    """Per-step multiplicative decay of ``p2``."""
+    p3_decay: float = 0.999
+    """Per-step multiplicative decay of ``p3``."""
+    p2_floor: float = 0.3
+    """``p2`` never decays below this."""
+    p3_floor: float = 0.2
+    """``p3`` never decays below this."""
+    random_sigma: float = 0.2
+    """Standard deviation of the two truncated normals (at 0 and at 1) of the random branch."""
+    granularity: str = "step"
+    """``"step"``: one branch per env step (reference); ``"row"``: one branch per row."""
+
+    def __post_init__(self) -> None:
+        for name in ("p2", "p3", "p2_floor", "p3_floor"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"BehaviourPolicyConfig.{name} must lie in [0, 1], got {value}")
+        if self.p2 + self.p3 > 1.0 + 1e-9:
+            raise ValueError(f"BehaviourPolicyConfig: p2 + p3 must be <= 1, got {self.p2} + {self.p3}")
+        for name in ("p2_decay", "p3_decay"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"BehaviourPolicyConfig.{name} must lie in (0, 1], got {getattr(self, name)}")
+        if self.random_sigma <= 0:
+            raise ValueError(f"BehaviourPolicyConfig.random_sigma must be > 0, got {self.random_sigma}")
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"BehaviourPolicyConfig.granularity must be one of {GRANULARITIES}, "
+                             f"got {self.granularity!r}")
+
+    @classmethod
+    def tabular(cls) -> BehaviourPolicyConfig:
+        """Reference MLP (tabular) setting: p3 0.4, p2 0.5, x0.999 per step, floors 0.2 / 0.3."""
+        return cls()
+
+    @classmethod
+    def lstm(cls) -> BehaviourPolicyConfig:
+        """Reference LSTM setting: p3 0.6, p2 0.15, x0.95 per step, no floors."""
+        return cls(p2=0.15, p3=0.6, p2_decay=0.95, p3_decay=0.95, p2_floor=0.0, p3_floor=0.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def behaviour_probabilities(config: BehaviourPolicyConfig, step: int) -> tuple[float, float, float]:
+    """``(p1, p2, p3)`` after ``step`` env steps: ``p_k(t) = max(floor_k, p_k decay_k^t)``."""
+    p2 = max(config.p2_floor, config.p2 * config.p2_decay ** step) if config.p2 > 0 else 0.0
+    p3 = max(config.p3_floor, config.p3 * config.p3_decay ** step) if config.p3 > 0 else 0.0
+    total = p2 + p3
+    if total > 1.0:  # floors above the decayed values can only shrink the actor's share
+        p2, p3 = p2 / total, p3 / total
+    return 1.0 - p2 - p3, p2, p3
+
+
+def random_importance(shape: torch.Size | tuple[int, ...], sigma: float = 0.2,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Entries from ``0.5 TN(0, sigma; [0, 1]) + 0.5 TN(1, sigma; [0, 1])`` (inverse-CDF sampling)."""
+    mode = (torch.rand(shape, generator=generator) < 0.5).float()
+    # Standardised bounds of [0, 1] around each mode.
+    lower = (0.0 - mode) / sigma
+    upper = (1.0 - mode) / sigma
+    cdf_lo, cdf_hi = torch.special.ndtr(lower), torch.special.ndtr(upper)
+    u = cdf_lo + (cdf_hi - cdf_lo) * torch.rand(shape, generator=generator)
+    u = u.clamp(1e-7, 1 - 1e-7)
+    return (mode + sigma * torch.special.ndtri(u)).clamp(0.0, 1.0)
+
+
+def behaviour_policy(actor_action: torch.Tensor, observed_mask: torch.Tensor, step: int,
+                     config: BehaviourPolicyConfig,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """GIL Eq. 42: mixes the actor's importance, the mask heuristic and random importances.
+
+    Args:
+        actor_action: ``[N, B, d]`` (or ``[N, d]``) importance from the actor (plus any noise),
+            in ``[0, 1]``.
+        observed_mask: same shape, 1 where the input entry is observed, 0 where missing.
+        step: env steps taken so far (drives the decay of p2 and p3).
+        config: the mixture's settings.
+        generator: optional torch RNG.
+
+    Returns:
+        ``(action, branch)``: the behavioural action (same shape) and the branch chosen per
+        step ``[N]`` (or per row ``[N, B]``): 0 actor, 1 heuristic, 2 random.
+    """
+    if actor_action.shape != observed_mask.shape:
+        raise ValueError(f"behaviour_policy: actor action {tuple(actor_action.shape)} and mask "
+                         f"{tuple(observed_mask.shape)} differ in shape")
+    _, p2, p3 = behaviour_probabilities(config, step)
+    branch_shape = actor_action.shape[:1] if config.granularity == "step" else actor_action.shape[:-1]
+    draw = torch.rand(branch_shape, generator=generator)
+    branch = torch.full(branch_shape, BRANCH_ACTOR, dtype=torch.long)
+    branch[draw < p3 + p2] = BRANCH_HEURISTIC
+    branch[draw < p3] = BRANCH_RANDOM
+    expand = branch.reshape(*branch_shape, *([1] * (actor_action.ndim - len(branch_shape))))
+    random_a = random_importance(actor_action.shape, config.random_sigma, generator)
+    action = torch.where(expand == BRANCH_RANDOM, random_a,
+                         torch.where(expand == BRANCH_HEURISTIC, observed_mask.to(actor_action.dtype), actor_action))
+    return action, branch

@@ -1,0 +1,132 @@
+"""DDPG/TD3 Learner: critic and actor losses, one optimizer each.
+
+Target networks and their Polyak update ``theta' <- tau theta + (1 - tau) theta'`` come
+from RLlib's ``DQNTorchLearner`` (``after_gradient_based_update``), which updates every
+pair the module returns from ``get_target_network_pairs`` (actor and critics).
+
+Losses (Lillicrap et al. 2015, Eq. 6-7; Fujimoto et al. 2018 for TD3):
+
+* critic: ``mean_i w_i (Q(s_i, a_i) - y_i)^2`` with
+  ``y_i = r + gamma^n (1 - done) Q'(s'_i, mu'(s'_i))`` (:func:`gapray.rl.rowwise.shared_td_target`);
+  rows of a GIL step share ``r``; TD3 sums the loss of both critics against the same target;
+* actor: ``-mean_i Q(s_i, mu(s_i))`` (first critic), updated every ``policy_delay`` steps.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+from ray.rllib.algorithms.dqn.torch.dqn_torch_learner import DQNTorchLearner
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.learner import POLICY_LOSS_KEY
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import ALL_MODULES, TD_ERROR_KEY
+from ray.rllib.utils.typing import ModuleID, ParamDict, TensorType
+
+from gapray.rl.rl_module import Q_CURR, QF_PREDS, QF_TARGET_NEXT, QF_TWIN_PREDS
+from gapray.rl.rowwise import shared_td_target
+
+QF_LOSS_KEY = "qf_loss"
+QF_OPTIMIZER = "qf"
+POLICY_OPTIMIZER = "policy"
+
+
+def critic_loss(q: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
+                kind: str = "mse") -> torch.Tensor:
+    """Weighted TD regression ``mean(w * l(q - y))``; ``q``, ``target`` ``[N, R]``, ``weights`` ``[N]``."""
+    if kind == "mse":
+        per = (q - target).pow(2)
+    elif kind == "huber":
+        per = torch.nn.functional.huber_loss(q, target, reduction="none", delta=1.0)
+    else:
+        raise ValueError(f"critic_loss kind must be 'mse' or 'huber', got {kind!r}")
+    if weights is not None:
+        per = per * weights.to(per.dtype).unsqueeze(-1)
+    return per.mean()
+
+
+def actor_loss(q_of_policy: torch.Tensor) -> torch.Tensor:
+    """Deterministic policy gradient objective: ``-mean Q(s, mu(s))`` (Silver et al. 2014)."""
+    return -q_of_policy.mean()
+
+
+class DDPGTorchLearner(DQNTorchLearner):
+    """Two optimizers per module: ``"qf"`` (all critics) and ``"policy"`` (actor)."""
+
+    @override(DQNTorchLearner)
+    def build(self) -> None:
+        super().build()
+        self._temp_losses: dict[tuple[ModuleID, str], TensorType] = {}
+        self._num_critic_updates: dict[ModuleID, int] = defaultdict(int)
+
+    @override(DQNTorchLearner)
+    def configure_optimizers_for_module(self, module_id: ModuleID, config: Any = None) -> None:
+        module = self._module[module_id]
+        critic_params = self.get_parameters(module.qf)
+        if config.twin_q:
+            critic_params += self.get_parameters(module.qf_twin)
+        self.register_optimizer(module_id=module_id, optimizer_name=QF_OPTIMIZER,
+                                optimizer=torch.optim.Adam(critic_params), params=critic_params,
+                                lr_or_lr_schedule=config.critic_lr)
+        actor_params = self.get_parameters(module.pi)
+        self.register_optimizer(module_id=module_id, optimizer_name=POLICY_OPTIMIZER,
+                                optimizer=torch.optim.Adam(actor_params), params=actor_params,
+                                lr_or_lr_schedule=config.actor_lr)
+
+    @override(DQNTorchLearner)
+    def compute_loss_for_module(self, *, module_id: ModuleID, config: Any, batch: dict[str, Any],
+                                fwd_out: dict[str, TensorType]) -> TensorType:
+        rewards = batch[Columns.REWARDS]
+        n_step = batch.get("n_step")
+        discount = config.gamma ** (n_step.to(rewards.dtype) if torch.is_tensor(n_step) else (n_step or 1))
+        target = shared_td_target(rewards, batch[Columns.TERMINATEDS], fwd_out[QF_TARGET_NEXT], discount)
+        weights = batch.get("weights")
+        q = fwd_out[QF_PREDS]
+        loss_q = critic_loss(q, target, weights, config.critic_loss)
+        td_error = (q - target).abs()
+        if config.twin_q:
+            loss_q = loss_q + critic_loss(fwd_out[QF_TWIN_PREDS], target, weights, config.critic_loss)
+            td_error = 0.5 * (td_error + (fwd_out[QF_TWIN_PREDS] - target).abs())
+        if config.critic_l2 > 0:
+            module = self._module[module_id].unwrapped()
+            loss_q = loss_q + config.critic_l2 * module.qf.l2_penalty()
+            if config.twin_q:
+                loss_q = loss_q + config.critic_l2 * module.qf_twin.l2_penalty()
+        loss_pi = actor_loss(fwd_out[Q_CURR])
+
+        # One TD error per replayed env step (mean over its rows) for prioritized replay.
+        self.metrics.log_value(key=(module_id, TD_ERROR_KEY), value=td_error.mean(dim=-1).detach(),
+                               reduce="item_series")
+        self.metrics.log_dict({
+            QF_LOSS_KEY: loss_q,
+            POLICY_LOSS_KEY: loss_pi,
+            "qf_mean": q.mean(),
+            "qf_max": q.max(),
+            "qf_min": q.min(),
+            "td_error_mean": td_error.mean(),
+        }, key=module_id, window=1)
+        self._temp_losses[(module_id, QF_OPTIMIZER)] = loss_q
+        self._temp_losses[(module_id, POLICY_OPTIMIZER)] = loss_pi
+        return loss_q + loss_pi
+
+    @override(DQNTorchLearner)
+    def compute_gradients(self, loss_per_module: dict[ModuleID, TensorType], **kwargs: Any) -> ParamDict:
+        """One backward pass per optimizer (as SAC does); the actor's is skipped between
+        TD3's delayed policy updates."""
+        grads: ParamDict = {}
+        for module_id in set(loss_per_module) - {ALL_MODULES}:
+            config = self.config.get_config_for_module(module_id)
+            update_actor = self._num_critic_updates[module_id] % config.policy_delay == 0
+            self._num_critic_updates[module_id] += 1
+            for optim_name, optim in self.get_optimizers_for_module(module_id):
+                optim.zero_grad(set_to_none=True)
+                loss = self._temp_losses.pop((module_id, optim_name))
+                if optim_name == POLICY_OPTIMIZER and not update_actor:
+                    continue
+                loss.backward(retain_graph=True)
+                params = self.filter_param_dict_for_optimizer(self._params, optim)
+                grads.update({pid: p.grad for pid, p in params.items() if p.grad is not None})
+        self._temp_losses.clear()
+        return grads

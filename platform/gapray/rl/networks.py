@@ -1,0 +1,90 @@
+"""DDPG actor and critic networks (Lillicrap et al. 2015; GIL reference layout).
+
+The GIL reference (``gaoqitong/gradient-importance-learning``, ``qnetwork.py``) uses
+
+* actor: ``state -> 400 -> 300`` (BatchNorm, ReLU) ``-> action`` (sigmoid), last layer
+  initialised from N(0, 1e-3);
+* critic: ``state -> 400 -> 300`` and ``action -> 300`` (BatchNorm, ReLU), the two
+  300-wide branches summed, ``-> 1`` with the last layer from N(0, 1e-3).
+
+Both act on one row ``[N, F]`` (state) / ``[N, d]`` (action): the row-wise folding of GIL
+observations happens in :mod:`gapray.rl.rowwise`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+ACTOR_OUTPUTS = ("tanh", "sigmoid")
+
+
+def _block(in_dim: int, out_dim: int, batch_norm: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Linear(in_dim, out_dim)]
+    if batch_norm:
+        layers.append(nn.BatchNorm1d(out_dim))
+    layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _init_last(layer: nn.Linear, std: float | None) -> None:
+    """Initialise the output layer from N(0, std) with a zero bias (reference: std 1e-3)."""
+    if std is not None:
+        nn.init.normal_(layer.weight, 0.0, std)
+        nn.init.zeros_(layer.bias)
+
+
+class Actor(nn.Module):
+    """Deterministic policy ``mu(s)`` mapping a state row to an action inside ``[low, high]``.
+
+    ``output="tanh"`` rescales ``tanh`` to the bounds, ``output="sigmoid"`` rescales the
+    sigmoid (the GIL reference: bounds ``[0, 1]``, so the plain sigmoid).
+    """
+
+    def __init__(self, state_dim: int, action_dim: int, hiddens: Sequence[int], *, batch_norm: bool,
+                 output: str, low: torch.Tensor, high: torch.Tensor, last_init_std: float | None) -> None:
+        super().__init__()
+        if output not in ACTOR_OUTPUTS:
+            raise ValueError(f"actor output must be one of {ACTOR_OUTPUTS}, got {output!r}")
+        dims = [state_dim, *hiddens]
+        self.body = nn.Sequential(*[_block(a, b, batch_norm) for a, b in zip(dims[:-1], dims[1:])])
+        self.out = nn.Linear(dims[-1], action_dim)
+        _init_last(self.out, last_init_std)
+        self.output = output
+        self.register_buffer("low", low.clone().float(), persistent=False)
+        self.register_buffer("high", high.clone().float(), persistent=False)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        z = self.out(self.body(state))
+        unit = torch.sigmoid(z) if self.output == "sigmoid" else 0.5 * (torch.tanh(z) + 1.0)
+        return self.low + unit * (self.high - self.low)
+
+
+class Critic(nn.Module):
+    """Action value ``Q(s, a)``: the state runs through ``hiddens``; the action joins at the
+    last hidden width, the two branches are summed, then one linear output.
+
+    With ``hiddens=(400, 300)``: ``relu(s W1) -> relu(. W2) + relu(a Wa) -> w3`` (reference).
+    """
+
+    def __init__(self, state_dim: int, action_dim: int, hiddens: Sequence[int], *, batch_norm: bool,
+                 last_init_std: float | None) -> None:
+        super().__init__()
+        if len(hiddens) < 1:
+            raise ValueError("critic needs at least one hidden layer (the one the action joins)")
+        dims = [state_dim, *hiddens]
+        self.state_body = nn.Sequential(*[_block(a, b, batch_norm) for a, b in zip(dims[:-1], dims[1:])])
+        self.action_branch = _block(action_dim, hiddens[-1], batch_norm)
+        self.out = nn.Linear(hiddens[-1], 1)
+        _init_last(self.out, last_init_std)
+
+    def forward(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Returns ``[N]`` Q-values for ``state [N, F]`` and ``action [N, d]``."""
+        return self.out(self.state_body(state) + self.action_branch(action)).squeeze(-1)
+
+    def l2_penalty(self) -> torch.Tensor:
+        """``sum(w^2) / 2`` over the hidden layers (the reference's slim ``l2_regularizer``)."""
+        params = [p for name, p in self.named_parameters() if not name.startswith("out.")]
+        return sum((p.pow(2).sum() for p in params), torch.zeros(())) / 2.0

@@ -1,0 +1,127 @@
+"""DDPG losses against hand-computed values; Polyak averaging; TD3's delayed actor update."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+from gapray.rl import DDPGConfig
+from gapray.rl.learner import POLICY_OPTIMIZER, QF_OPTIMIZER
+
+MID = "default_policy"
+OBS_SPACE = gym.spaces.Box(-10.0, 10.0, (1,), np.float32)
+ACT_SPACE = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+
+def _set_linear(layer: torch.nn.Linear, weight: float, bias: float) -> None:
+    with torch.no_grad():
+        layer.weight.fill_(weight)
+        layer.bias.fill_(bias)
+
+
+def tiny_learner(**training):
+    """A learner with 1-unit networks set by hand:
+    mu(s) = tanh(0.5 relu(s)),  Q(s, a) = relu(s) + relu(2a) + 0.5 (targets identical)."""
+    config = (DDPGConfig()
+              .training(actor_hiddens=(1,), critic_hiddens=(1,), actor_batch_norm=False, critic_batch_norm=False,
+                        actor_output="tanh", gamma=0.9, **training))
+    learner = config.build_learner(spaces={MID: (OBS_SPACE, ACT_SPACE)})
+    module = learner.module[MID].unwrapped()
+    _set_linear(module.pi.body[0][0], 1.0, 0.0)
+    _set_linear(module.pi.out, 0.5, 0.0)
+    _set_linear(module.qf.state_body[0][0], 1.0, 0.0)
+    _set_linear(module.qf.action_branch[0], 2.0, 0.0)
+    _set_linear(module.qf.out, 1.0, 0.5)
+    if config.twin_q:
+        module.qf_twin.load_state_dict(module.qf.state_dict())
+    module.make_target_networks()
+    return learner, module, config
+
+
+def tiny_batch() -> dict[str, torch.Tensor]:
+    return {
+        Columns.OBS: torch.tensor([[1.0], [2.0]]),
+        Columns.ACTIONS: torch.tensor([[0.5], [-0.5]]),
+        Columns.REWARDS: torch.tensor([1.0, -1.0]),
+        Columns.NEXT_OBS: torch.tensor([[2.0], [0.0]]),
+        Columns.TERMINATEDS: torch.tensor([False, True]),
+    }
+
+
+def test_critic_and_actor_losses_match_hand_computed_values():
+    learner, module, config = tiny_learner()
+    batch = tiny_batch()
+    fwd = module.forward_train(batch)
+    loss = learner.compute_loss_for_module(module_id=MID, config=config, batch=batch, fwd_out=fwd)
+
+    q1, q2 = 1 + 1 + 0.5, 2 + 0 + 0.5                      # Q(s, a) of the replayed actions
+    y1 = 1.0 + 0.9 * (2 + 2 * math.tanh(1.0) + 0.5)         # r + gamma Q'(s', mu'(s')), mu'(2) = tanh(1)
+    y2 = -1.0                                               # terminal: r only
+    expected_critic = ((q1 - y1) ** 2 + (q2 - y2) ** 2) / 2
+    q_pi_1 = 1 + 2 * math.tanh(0.5) + 0.5                   # Q(1, mu(1))
+    q_pi_2 = 2 + 2 * math.tanh(1.0) + 0.5                   # Q(2, mu(2))
+    expected_actor = -(q_pi_1 + q_pi_2) / 2
+
+    critic = learner._temp_losses[(MID, QF_OPTIMIZER)]
+    actor = learner._temp_losses[(MID, POLICY_OPTIMIZER)]
+    assert critic.item() == pytest.approx(expected_critic, rel=1e-5)
+    assert actor.item() == pytest.approx(expected_actor, rel=1e-5)
+    assert loss.item() == pytest.approx(expected_critic + expected_actor, rel=1e-5)
+
+
+def test_actor_gradient_leaves_critic_gradient_untouched():
+    """The actor's backward pass must not leak into the critic's gradient (and vice versa)."""
+    learner, module, config = tiny_learner()
+    batch = tiny_batch()
+    loss = learner.compute_loss_for_module(module_id=MID, config=config, batch=batch,
+                                           fwd_out=module.forward_train(batch))
+    critic_only = torch.autograd.grad(learner._temp_losses[(MID, QF_OPTIMIZER)], list(module.qf.parameters()),
+                                      retain_graph=True)
+    grads = learner.compute_gradients({MID: loss})
+    for p, expected in zip(module.qf.parameters(), critic_only):
+        assert torch.allclose(grads[learner.get_param_ref(p)], expected)
+    # dL_actor/dw_out of the actor: -mean(dQ/da * dmu/dw) with dQ/da = 2 on the active branch.
+    s = torch.tensor([1.0, 2.0])
+    dmu_dw = (1 - torch.tanh(0.5 * s) ** 2) * s
+    assert grads[learner.get_param_ref(module.pi.out.weight)].item() == pytest.approx(-(2 * dmu_dw).mean().item(),
+                                                                                       rel=1e-5)
+
+
+def test_td3_delays_actor_updates_and_uses_min_of_twin_targets():
+    learner, module, config = tiny_learner(twin_q=True, policy_delay=2)
+    batch = tiny_batch()
+    actor_ids = {learner.get_param_ref(p) for p in module.pi.parameters()}
+    seen = []
+    for _ in range(3):
+        loss = learner.compute_loss_for_module(module_id=MID, config=config, batch=batch,
+                                               fwd_out=module.forward_train(batch))
+        seen.append(bool(actor_ids & set(learner.compute_gradients({MID: loss}))))
+    assert seen == [True, False, True]
+    with torch.no_grad():
+        module.target_qf_twin.out.bias.fill_(-100.0)  # the twin is now far lower: min picks it
+    target = module.forward_target({Columns.OBS: torch.tensor([[2.0]])})
+    assert target.item() == pytest.approx(2 + 2 * math.tanh(1.0) - 100.0, rel=1e-5)
+
+
+def test_polyak_update_moves_targets_by_tau():
+    learner, module, _ = tiny_learner(tau=0.25)
+    with torch.no_grad():
+        for net in (module.pi, module.qf):
+            for p in net.parameters():
+                p.fill_(4.0)
+        for net in (module.target_pi, module.target_qf):
+            for p in net.parameters():
+                p.fill_(0.0)
+    learner.after_gradient_based_update(timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 1})
+    for net in (module.target_pi, module.target_qf):
+        for p in net.parameters():
+            assert torch.allclose(p, torch.full_like(p, 1.0))      # 0.25 * 4 + 0.75 * 0
+    learner.after_gradient_based_update(timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 2})
+    for p in module.target_qf.parameters():
+        assert torch.allclose(p, torch.full_like(p, 1.75))         # 0.25 * 4 + 0.75 * 1
