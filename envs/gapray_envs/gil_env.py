@@ -231,7 +231,11 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
         self.rows_per_sample, self.n_rows = steps, cfg.batch_size * steps
         x = self.train_data.x.reshape(len(self.task.train), steps, d)
         m = self.train_data.m.reshape(len(self.task.train), steps, d)
-        self._rows_xm = torch.cat([x, m], dim=-1).contiguous()
+        # every training sample's rows with the static columns (x, m) filled in: an observation
+        # is one contiguous gather of these, then the zeta and y_hat columns are written over
+        self._static_rows = torch.zeros(len(self.task.train), steps, self.layout.width, device=cfg.device)
+        self._static_rows[..., self.layout.x] = x
+        self._static_rows[..., self.layout.mask] = m
         x_low = x.amin(dim=(0, 1)).cpu().numpy()
         x_high = x.amax(dim=(0, 1)).cpu().numpy()
         x_high = np.where(x_high > x_low, x_high, x_low + 1.0)
@@ -273,7 +277,7 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
         pending = self._pending
         loss_before = self.session.update(pending, importance.reshape(pending.deferred.input.shape))
         if self.config.reward_timing == "after_update":
-            loss, output = self.session.evaluate_batch(pending.index)
+            loss, output = self.session.evaluate_batch(pending)
         else:
             loss, output = loss_before, pending.output
         info: dict[str, Any] = {"loss": loss, "loss_before_update": loss_before,
@@ -302,7 +306,8 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
         low, high = float(array.min()), float(array.max())
         if not (math.isfinite(low) and math.isfinite(high)) or low < -1e-6 or high > 1.0 + 1e-6:
             raise ValueError(f"GILEnv action must lie in [0, 1], got values in [{low}, {high}]")
-        return torch.as_tensor(array, dtype=torch.float32, device=self.config.device).clamp_(0.0, 1.0)
+        # a copy: the action may be a view of the observation (a = m), which must stay untouched
+        return torch.tensor(array, dtype=torch.float32, device=self.config.device).clamp_(0.0, 1.0)
 
     def _prepare_next_batch(self) -> tuple[np.ndarray, np.ndarray]:
         """Forward the next batch (kept for its update) and build its observation rows."""
@@ -310,14 +315,15 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
         self._pending = self.session.forward_for_update(self.sampler.next())
         with torch.no_grad():
             output, layout = self._pending.output, self.layout
-            observation = torch.empty(self.n_rows, layout.width, device=self.config.device)
-            observation[:, : 2 * layout.n_features] = self._rows_xm[self._pending.index].reshape(self.n_rows, -1)
-            zeta = output.zeta.reshape(self.n_rows, -1)
-            torch.tanh(zeta @ self._projection, out=observation[:, layout.zeta])
-            logits = output.logits if self.task.kind == "mlp" else self.session.predictor.step_logits(output.zeta)
-            observation[:, layout.y_hat] = torch.softmax(logits.reshape(self.n_rows, -1), dim=-1)
+            observation = torch.index_select(self._static_rows, 0, self._pending.index).view(self.n_rows, -1)
+            zeta = output.zeta.detach().reshape(self.n_rows, -1)
+            observation[:, layout.zeta] = torch.tanh(zeta @ self._projection)
+            logits = output.logits if self.task.kind == "mlp" else self.session.predictor.step_logits(zeta)
+            observation[:, layout.y_hat] = torch.softmax(logits.detach(), dim=-1)
             array = observation.cpu().numpy()
-        return array, array[:, layout.mask].copy()
+        mask = array[:, layout.mask]  # a read-only view: no copy per step
+        mask.flags.writeable = False
+        return array, mask
 
     def save_predictor(self, path: str | Path) -> Path:
         """Save the predictor's weights and what rebuilds it (``torch.load`` it back)."""

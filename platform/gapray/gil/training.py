@@ -147,6 +147,9 @@ class PendingUpdate(NamedTuple):
     """A forward pass that waits for its importance (see :meth:`PredictorSession.update`)."""
 
     index: torch.Tensor
+    x: torch.Tensor
+    lengths: torch.Tensor | None
+    y: torch.Tensor
     deferred: DeferredImportance
     output: PredictorOutput
     loss: torch.Tensor
@@ -172,7 +175,7 @@ class PredictorSession:
         x, lengths, y = self._batch(index)
         deferred = DeferredImportance(x)
         output = self.predictor(deferred.input, lengths)
-        return PendingUpdate(index, deferred, output, F.cross_entropy(output.logits, y))
+        return PendingUpdate(index, x, lengths, y, deferred, output, F.cross_entropy(output.logits, y))
 
     def update(self, pending: PendingUpdate, importance: torch.Tensor) -> float:
         """Apply ``importance`` (shape of the batch input) per GIL Eq. 4, back-propagate, step
@@ -185,10 +188,11 @@ class PredictorSession:
         self.steps_done += 1
         return float(pending.loss.detach())
 
-    @torch.no_grad()
-    def evaluate_batch(self, index: torch.Tensor) -> tuple[float, PredictorOutput]:
-        """Loss and outputs of the rows ``index`` with the current weights (no gradient)."""
-        x, lengths, y = self._batch(index)
+    @torch.inference_mode()
+    def evaluate_batch(self, batch: torch.Tensor | PendingUpdate) -> tuple[float, PredictorOutput]:
+        """Loss and outputs of a batch (training row indices, or a pending update's batch) with
+        the current weights, without autograd."""
+        x, lengths, y = self._batch(batch) if isinstance(batch, torch.Tensor) else batch[1:4]
         output = self.predictor(x, lengths)
         return float(F.cross_entropy(output.logits, y)), output
 
