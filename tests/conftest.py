@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+# Where downloaded datasets persist between test sessions (taken before HOME is redirected).
+_PERSISTENT_CACHE = Path(os.environ.get("GAPRAY_CACHE_DIR") or Path.home() / ".cache" / "gapray")
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="gapray-test-home-"))
 os.environ["HOME"] = str(_SESSION_HOME)
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -27,12 +29,24 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path:
-    """``GAPRAY_DATA_DIR``, else ``../shared/data`` beside the repository."""
+    """The real data root: ``GAPRAY_DATA_DIR``, else ``../shared/data`` beside the repository,
+    else the persistent download cache, fetched from the publishers on first use."""
     configured = os.environ.get("GAPRAY_DATA_DIR")
-    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
-    if not path.is_dir():
-        pytest.fail(f"real data folder {path} not found: set GAPRAY_DATA_DIR")
-    return path
+    if configured:
+        if not Path(configured).is_dir():
+            pytest.fail(f"GAPRAY_DATA_DIR={configured} is not a folder")
+        return Path(configured)
+    shared = REPO_ROOT.parent / "shared" / "data"
+    if shared.is_dir():
+        return shared
+    from gapray.data.download import fetch
+    from gapray.data.loaders._common import DATA_FOLDERS
+
+    root = _PERSISTENT_CACHE / "data"
+    for name, folder in DATA_FOLDERS.items():
+        if not (root / folder).is_dir() or not any((root / folder).iterdir()):
+            fetch(name, dest=root / folder)
+    return root
 
 
 @pytest.fixture(scope="session")

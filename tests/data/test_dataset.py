@@ -81,3 +81,11 @@ def test_bad_delta_arguments() -> None:
         compute_deltas(np.ones((1, 2, 1)), convention="other")  # type: ignore[arg-type]
     with pytest.raises(DatasetError, match="direction"):
         compute_deltas(np.ones((1, 2, 1)), direction="sideways")  # type: ignore[arg-type]
+
+
+def test_subset_indexes_per_sample_extras_and_keeps_shared_ones() -> None:
+    X = np.zeros((3, 2, 1), dtype=np.float32)
+    dataset = TimeSeriesDataset(X=X, extra={"static": np.array([[1.0], [2.0], [3.0]]), "units": np.array(["h", "m"])})
+    part = dataset.subset([2, 0])
+    np.testing.assert_array_equal(part.extra["static"], [[3.0], [1.0]])
+    np.testing.assert_array_equal(part.extra["units"], ["h", "m"])

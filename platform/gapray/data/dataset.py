@@ -48,6 +48,8 @@ class TimeSeriesDataset:
         record_ids: optional identifiers ``[N]`` (e.g. PhysioNet RecordID).
         X_ori: optional values before artificial masking (same shape as ``X``).
         name: a short dataset name used in logs.
+        extra: loader-specific additions; arrays whose first axis has length N are per-sample
+            and are indexed by :meth:`subset`, everything else is shared.
     """
 
     X: np.ndarray
@@ -126,8 +128,14 @@ class TimeSeriesDataset:
 
         return dataclasses.replace(
             self, X=self.X[index], y=take(self.y), times=take(self.times), lengths=take(self.lengths),
-            record_ids=take(self.record_ids), X_ori=take(self.X_ori), extra=dict(self.extra),
+            record_ids=take(self.record_ids), X_ori=take(self.X_ori),
+            extra={key: self._take_extra(value, index) for key, value in self.extra.items()},
         )
+
+    def _take_extra(self, value: object, index: np.ndarray) -> object:
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == len(self):
+            return value[index]
+        return value
 
     def replace(self, **changes: object) -> TimeSeriesDataset:
         """A copy with the given fields replaced (validated again)."""

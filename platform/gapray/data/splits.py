@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from gapray.data.dataset import DatasetError, TimeSeriesDataset
 from gapray.data.masking import as_generator, mcar, remove_observed_per_sample
@@ -45,6 +44,8 @@ def holdout_indices(
     n_samples: int, test_fraction: float, seed: int, labels: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (optionally stratified) train/test index split."""
+    from sklearn.model_selection import train_test_split  # deferred: keeps `gapray` start-up fast
+
     if n_samples < 2:
         raise DatasetError(f"cannot split a dataset of {n_samples} samples")
     index = np.arange(n_samples)
@@ -56,6 +57,8 @@ def kfold_indices(
     n_samples: int, n_folds: int, seed: int, labels: np.ndarray | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Seeded (optionally stratified) k-fold ``(train, held_out)`` index pairs."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
     if n_samples < n_folds:
         raise DatasetError(f"cannot make {n_folds} folds from {n_samples} samples")
     index = np.arange(n_samples)
