@@ -15,7 +15,7 @@ import ray.cloudpickle
 from _helpers import REPO_ROOT, subprocess_env
 from mlflow.tracking import MlflowClient
 
-from gapray.sweep import SweepSettings, run_sweep, train_imputer
+from gapray.sweep import OFF, SweepSettings, SweepSpace, run_sweep, train_imputer
 from gapray.tracking import TRIAL_ID_TAG, find_child_runs, find_parent_run
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
@@ -46,9 +46,10 @@ def test_a_trial_that_raises_once_is_retried_from_its_checkpoint_and_completes(
     ray_session: object, tmp_path: Path, data_dir: Path
 ) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    settings = SweepSettings(smoke_test=True, num_samples=1, max_records=100, tracking_uri=uri,
+    settings = SweepSettings(smoke_test=True, num_samples=1, tracking_uri=uri,
                              storage_path=str(tmp_path / "results"), data_dir=str(data_dir), name="flaky")
-    outcome = run_sweep(settings, trainable=fail_once_after_first_epoch, register_model=False)
+    tiny = SweepSpace(n_layers=(1,), unfreeze_every=(OFF,), n_samples=(2,), hidden_size=(16,))
+    outcome = run_sweep(settings, space=tiny, trainable=fail_once_after_first_epoch, register_model=False)
 
     assert list(tmp_path.glob("failed-*")), "the injected failure did not happen"
     row = outcome.table.iloc[0]
@@ -63,7 +64,7 @@ def test_a_trial_that_raises_once_is_retried_from_its_checkpoint_and_completes(
 
 def _sweep_command(tmp_path: Path, data_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, str(REPO_ROOT / "tuning" / "deari_sweep.py"), "--smoke-test", "--name", "killed",
-            "--max-records", "100", "--storage-path", str(tmp_path / "results"), "--data-dir", str(data_dir),
+            "--storage-path", str(tmp_path / "results"), "--data-dir", str(data_dir),
             "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *extra]
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import types
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin, get_type_hints
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,9 @@ class SweepSettings:
     """Where Tune keeps results and checkpoints: a local folder, NFS, or ``s3://bucket/prefix`` on clusters."""
     name: str | None = None
     """Sweep name (Tune experiment folder, MLflow parent run); default ``deari-<UTC time>``."""
-    tracking_uri: str = "sqlite:///mlflow.db"
-    """MLflow tracking URI (a relative sqlite path is made absolute; ``http://head:5000`` on a cluster)."""
+    tracking_uri: str = field(default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
+    """MLflow tracking URI: $MLFLOW_TRACKING_URI (set on the cluster's head), else a local sqlite store (a relative
+    path is made absolute)."""
     experiment: str = "deari-sweep"
     """MLflow experiment name."""
     resume: bool = False
@@ -77,7 +81,7 @@ class SweepSettings:
         """With ``--smoke-test``, :data:`SMOKE_VALUES` for every field still at its default."""
         if not self.smoke_test:
             return self
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        defaults = {f.name: _default(f) for f in dataclasses.fields(self)}
         return dataclasses.replace(
             self, **{k: v for k, v in SMOKE_VALUES.items() if getattr(self, k) == defaults[k]}
         )
@@ -98,6 +102,12 @@ SMOKE_VALUES: dict[str, Any] = {
 """What ``--smoke-test`` changes (a flag given explicitly keeps its value)."""
 
 
+def _default(item: dataclasses.Field[Any]) -> Any:
+    if item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    return item.default
+
+
 def _scalar_type(hint: Any) -> tuple[type, bool]:
     """(base type, optional?) of ``int``, ``str | None`` and the like."""
     if get_origin(hint) in (Union, types.UnionType):
@@ -116,10 +126,10 @@ def build_parser(settings_class: type = SweepSettings, description: str | None =
         kind, optional = _scalar_type(hints[item.name])
         help_text = docs.get(item.name, "")
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=item.default, help=help_text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=_default(item), help=help_text)
         else:
-            parser.add_argument(flag, type=kind, default=item.default, help=help_text,
-                                metavar=item.name.upper() + ("|none" if optional else ""))
+            parser.add_argument(flag, type=kind, default=_default(item), help=help_text,
+                                metavar=item.name.upper())
     return parser
 
 
