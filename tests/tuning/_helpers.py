@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -30,16 +31,25 @@ def free_port() -> int:
 class MlflowRest:
     """A few calls of MLflow's REST API (``/api/2.0/mlflow/...``) on a running server."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, process: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
         self.uri = uri
+        self.process = process
+        self.log = log
 
-    def get(self, path: str, **query: Any) -> dict[str, Any]:
-        url = f"{self.uri}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}"
+    def wait(self, timeout: float = 120.0) -> None:
+        try:
+            wait_healthy(self.uri, timeout, self.process)
+        except (TimeoutError, RuntimeError) as error:
+            tail = self.log.read_text(errors="replace")[-2000:] if self.log else ""
+            pytest.fail(f"{error}\n{tail}")
+
+    def get(self, endpoint: str, **query: Any) -> dict[str, Any]:
+        url = f"{self.uri}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}"
         with urllib.request.urlopen(url, timeout=30) as response:
             return json.loads(response.read())
 
-    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        request = urllib.request.Request(f"{self.uri}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(),
+    def post(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(f"{self.uri}/api/2.0/mlflow/{endpoint}", data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"}, method="POST")
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
@@ -49,36 +59,49 @@ class MlflowRest:
         return self.post("runs/search", body).get("runs", [])
 
 
+def wait_healthy(uri: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until ``uri/health`` answers 200 (raises ``TimeoutError`` or ``RuntimeError`` if the server died)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"mlflow server at {uri} exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"mlflow server at {uri} not healthy after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
 @pytest.fixture()
 def mlflow_server(tmp_path: Path) -> Iterator[MlflowRest]:
-    """``mlflow server`` with a sqlite backend and proxied artifacts in ``tmp_path``, on a free port."""
+    """``mlflow server`` (sqlite backend, proxied artifacts in ``tmp_path``) on a free port of 127.0.0.1.
+
+    Returned as soon as the process is started: the server imports for tens of seconds on a busy
+    machine, so callers overlap that with their own start-up and then call ``wait()``.
+    """
     port = free_port()
-    log = open(tmp_path / "mlflow-server.log", "wb")  # noqa: SIM115 - closed below
+    log_path = tmp_path / "mlflow-server.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--artifacts-destination", str(tmp_path / "server-artifacts")],
         stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(), start_new_session=True,
     )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            log.close()
-            pytest.fail(f"mlflow server did not start: {(tmp_path / 'mlflow-server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
+    rest = MlflowRest(f"http://127.0.0.1:{port}", process, log_path)
     try:
-        yield MlflowRest(uri)
+        yield rest
     finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
         log.close()
 
 

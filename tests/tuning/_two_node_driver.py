@@ -10,6 +10,7 @@ import json
 import sys
 
 import ray
+from _helpers import wait_healthy
 from ray.cluster_utils import Cluster
 
 from gapray.sweep import SweepSettings, format_report, run_sweep
@@ -23,6 +24,8 @@ def main(out: str, tracking_uri: str, storage_path: str, data_dir: str) -> None:
         settings = SweepSettings(address=cluster.address, smoke_test=True, tracking_uri=tracking_uri,
                                  storage_path=storage_path, data_dir=data_dir, name="two-node")
         ray.init(address=cluster.address)
+        if tracking_uri.startswith("http"):  # the test started the server just before this process
+            wait_healthy(tracking_uri, timeout=180)
         nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
         outcome = run_sweep(settings)
         print(format_report(outcome), flush=True)

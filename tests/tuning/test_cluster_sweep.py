@@ -29,6 +29,7 @@ def test_smoke_sweep_spreads_over_two_nodes_and_logs_to_a_real_mlflow_server(
         env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=400,
     )
     assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-4000:]
+    mlflow_server.wait()
     outcome = json.loads(out.read_text())
     table = outcome["table"]
 

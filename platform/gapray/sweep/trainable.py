@@ -56,16 +56,16 @@ class TrialContext:
 
 
 def evaluate_imputation(prediction: Mapping[str, np.ndarray], dataset: TimeSeriesDataset) -> dict[str, float]:
-    """MAE/MRE on the artificially removed entries; interval coverage when the model gives bounds."""
+    """MAE/MRE on the artificially removed entries; interval coverage (PICP) when the model gives bounds."""
     mask = dataset.indicating_mask
     target = np.nan_to_num(dataset.X_ori if dataset.X_ori is not None else dataset.X)
     imputation = np.asarray(prediction["imputation"])
     scores = {"mae": masked_mae(imputation, target, mask), "mre": masked_mre(imputation, target, mask)}
     lower, upper = prediction.get("lower"), prediction.get("upper")
     if lower is not None and upper is not None:
-        held = mask.astype(bool)
-        inside = (np.asarray(lower)[held] <= target[held]) & (target[held] <= np.asarray(upper)[held])
-        scores["coverage"] = float(inside.mean())
+        from gapray.imputation.uncertainty import picp
+
+        scores["coverage"] = picp(lower, upper, target, mask)
     return scores
 
 
