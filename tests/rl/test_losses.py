@@ -27,7 +27,7 @@ def _set_linear(layer: torch.nn.Linear, weight: float, bias: float) -> None:
 
 def tiny_learner(**training):
     """A learner with 1-unit networks set by hand:
-    mu(s) = tanh(0.5 relu(s)),  Q(s, a) = relu(s) + relu(2a) + 0.5 (targets identical)."""
+    mu(s) = tanh(0.5 relu(s)),  Q(s, a) = relu(s + 2a) + 0.5 (targets identical)."""
     config = (DDPGConfig()
               .training(actor_hiddens=(1,), critic_hiddens=(1,), actor_batch_norm=False, critic_batch_norm=False,
                         actor_output="tanh", gamma=0.9, **training))
@@ -35,8 +35,9 @@ def tiny_learner(**training):
     module = learner.module[MID].unwrapped()
     _set_linear(module.pi.body[0][0], 1.0, 0.0)
     _set_linear(module.pi.out, 0.5, 0.0)
-    _set_linear(module.qf.state_body[0][0], 1.0, 0.0)
-    _set_linear(module.qf.action_branch[0], 2.0, 0.0)
+    _set_linear(module.qf.state_join, 1.0, 0.0)
+    with torch.no_grad():
+        module.qf.action_branch.weight.fill_(2.0)
     _set_linear(module.qf.out, 1.0, 0.5)
     if config.twin_q:
         module.qf_twin.load_state_dict(module.qf.state_dict())
@@ -60,7 +61,7 @@ def test_critic_and_actor_losses_match_hand_computed_values():
     fwd = module.forward_train(batch)
     loss = learner.compute_loss_for_module(module_id=MID, config=config, batch=batch, fwd_out=fwd)
 
-    q1, q2 = 1 + 1 + 0.5, 2 + 0 + 0.5                      # Q(s, a) of the replayed actions
+    q1, q2 = (1 + 1) + 0.5, (2 - 1) + 0.5                  # Q(s, a) of the replayed actions
     y1 = 1.0 + 0.9 * (2 + 2 * math.tanh(1.0) + 0.5)         # r + gamma Q'(s', mu'(s')), mu'(2) = tanh(1)
     y2 = -1.0                                               # terminal: r only
     expected_critic = ((q1 - y1) ** 2 + (q2 - y2) ** 2) / 2
@@ -125,3 +126,17 @@ def test_polyak_update_moves_targets_by_tau():
     learner.after_gradient_based_update(timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 2})
     for p in module.target_qf.parameters():
         assert torch.allclose(p, torch.full_like(p, 1.75))         # 0.25 * 4 + 0.75 * 1
+
+
+def test_reference_critic_join_is_additive_in_state_and_action():
+    """The GIL reference sums the branches after their ReLUs: dQ/da cannot depend on s.
+    Lillicrap's join (our default) lets it."""
+    from gapray.rl.networks import Critic
+
+    torch.manual_seed(0)
+    s, a = torch.randn(64, 3), torch.randn(64, 2, requires_grad=True)
+    for join, state_dependent in (("post_activation", False), ("pre_activation", True)):
+        critic = Critic(3, 2, (16, 8), batch_norm=False, last_init_std=None, join=join)
+        a_fixed = a[:1].detach().expand(64, 2).clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(s, a_fixed).sum(), a_fixed)
+        assert (grad.std(dim=0).max().item() > 1e-4) == state_dependent

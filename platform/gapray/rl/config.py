@@ -29,10 +29,10 @@ from ray.rllib.utils.annotations import override
 
 from gapray.rl.behaviour import BehaviourPolicyConfig
 from gapray.rl.exploration import NOISE_TYPES
-from gapray.rl.networks import ACTOR_OUTPUTS
+from gapray.rl.networks import ACTOR_OUTPUTS, CRITIC_JOINS
 
 MODULE_KEYS = (
-    "actor_hiddens", "critic_hiddens", "actor_batch_norm", "critic_batch_norm", "actor_output",
+    "actor_hiddens", "critic_hiddens", "actor_batch_norm", "critic_batch_norm", "critic_join", "actor_output",
     "last_layer_init_std", "twin_q", "target_policy_noise", "target_noise_clip", "exploration_noise",
     "exploration_sigma", "ou_theta", "ou_dt", "initial_random_steps", "observed_mask_slice",
 )
@@ -52,6 +52,7 @@ class DDPGConfig(SACConfig):
         self.critic_hiddens: tuple[int, ...] = (400, 300)
         self.actor_batch_norm = True
         self.critic_batch_norm = True
+        self.critic_join = "pre_activation"
         self.actor_output = "sigmoid"
         self.last_layer_init_std: float | None = 1e-3
         # Losses and optimisation.
@@ -92,6 +93,7 @@ class DDPGConfig(SACConfig):
         critic_hiddens: Sequence[int] = NotProvided,
         actor_batch_norm: bool = NotProvided,
         critic_batch_norm: bool = NotProvided,
+        critic_join: str = NotProvided,
         actor_output: str = NotProvided,
         last_layer_init_std: float | None = NotProvided,
         critic_loss: str = NotProvided,
@@ -108,6 +110,9 @@ class DDPGConfig(SACConfig):
             critic_hiddens: critic state-branch widths; the action joins the last one.
             actor_batch_norm: BatchNorm in the actor's hidden layers.
             critic_batch_norm: BatchNorm in the critic's hidden layers.
+            critic_join: ``"pre_activation"`` (Lillicrap et al.: the action enters before the
+                ReLU of the last hidden layer) or ``"post_activation"`` (the GIL reference:
+                summed after both ReLUs, which makes Q additive in state and action).
             actor_output: ``"sigmoid"`` (reference) or ``"tanh"``, rescaled to the bounds.
             last_layer_init_std: std of the N(0, std) init of the output layers, or None.
             critic_loss: ``"mse"`` (DDPG) or ``"huber"``.
@@ -122,6 +127,7 @@ class DDPGConfig(SACConfig):
                 setattr(self, name, tuple(int(v) for v in value))
         for name, value in (
             ("actor_batch_norm", actor_batch_norm), ("critic_batch_norm", critic_batch_norm),
+            ("critic_join", critic_join),
             ("actor_output", actor_output), ("last_layer_init_std", last_layer_init_std),
             ("critic_loss", critic_loss), ("critic_l2", critic_l2),
             ("target_policy_noise", target_policy_noise), ("target_noise_clip", target_noise_clip),
@@ -178,6 +184,8 @@ class DDPGConfig(SACConfig):
         problems = []
         if self.actor_output not in ACTOR_OUTPUTS:
             problems.append(f"actor_output must be one of {ACTOR_OUTPUTS}, got {self.actor_output!r}")
+        if self.critic_join not in CRITIC_JOINS:
+            problems.append(f"critic_join must be one of {CRITIC_JOINS}, got {self.critic_join!r}")
         if self.exploration_noise not in NOISE_TYPES:
             problems.append(f"exploration noise must be one of {NOISE_TYPES}, got {self.exploration_noise!r}")
         if self.exploration_sigma < 0:

@@ -5,7 +5,9 @@ The GIL reference (``gaoqitong/gradient-importance-learning``, ``qnetwork.py``) 
 * actor: ``state -> 400 -> 300`` (BatchNorm, ReLU) ``-> action`` (sigmoid), last layer
   initialised from N(0, 1e-3);
 * critic: ``state -> 400 -> 300`` and ``action -> 300`` (BatchNorm, ReLU), the two
-  300-wide branches summed, ``-> 1`` with the last layer from N(0, 1e-3).
+  300-wide branches summed, ``-> 1`` with the last layer from N(0, 1e-3). The sum after
+  the ReLUs makes that critic additive in state and action (see :class:`Critic`); by
+  default we join before the activation as Lillicrap et al. do.
 
 Both act on one row ``[N, F]`` (state) / ``[N, d]`` (action): the row-wise folding of GIL
 observations happens in :mod:`gapray.rl.rowwise`.
@@ -62,27 +64,47 @@ class Actor(nn.Module):
         return self.low + unit * (self.high - self.low)
 
 
-class Critic(nn.Module):
-    """Action value ``Q(s, a)``: the state runs through ``hiddens``; the action joins at the
-    last hidden width, the two branches are summed, then one linear output.
+CRITIC_JOINS = ("pre_activation", "post_activation")
 
-    With ``hiddens=(400, 300)``: ``relu(s W1) -> relu(. W2) + relu(a Wa) -> w3`` (reference).
+
+class Critic(nn.Module):
+    """Action value ``Q(s, a)``: the state runs through ``hiddens[:-1]``; the action joins
+    the last hidden layer.
+
+    ``join="pre_activation"`` (Lillicrap et al. 2015, default): ``h = relu(W h_s + W_a a + b)``,
+    ``Q = w h``. ``join="post_activation"`` (the GIL reference's ``qnetwork.py``): both
+    branches pass their own ReLU before the sum, ``Q = w relu(W h_s) + w relu(W_a a)``,
+    which is additive in ``s`` and ``a``: ``dQ/da`` cannot depend on the state, so the
+    actor can only learn a state-independent action. Kept for reproducing the reference.
     """
 
     def __init__(self, state_dim: int, action_dim: int, hiddens: Sequence[int], *, batch_norm: bool,
-                 last_init_std: float | None) -> None:
+                 last_init_std: float | None, join: str = "pre_activation") -> None:
         super().__init__()
         if len(hiddens) < 1:
             raise ValueError("critic needs at least one hidden layer (the one the action joins)")
-        dims = [state_dim, *hiddens]
-        self.state_body = nn.Sequential(*[_block(a, b, batch_norm) for a, b in zip(dims[:-1], dims[1:])])
-        self.action_branch = _block(action_dim, hiddens[-1], batch_norm)
+        if join not in CRITIC_JOINS:
+            raise ValueError(f"critic join must be one of {CRITIC_JOINS}, got {join!r}")
+        self.join = join
+        if join == "pre_activation":
+            dims = [state_dim, *hiddens[:-1]]
+            self.state_body = nn.Sequential(*[_block(a, b, batch_norm) for a, b in zip(dims[:-1], dims[1:])])
+            self.state_join = nn.Linear(dims[-1], hiddens[-1])
+            self.action_branch = nn.Linear(action_dim, hiddens[-1], bias=False)
+        else:
+            dims = [state_dim, *hiddens]
+            self.state_body = nn.Sequential(*[_block(a, b, batch_norm) for a, b in zip(dims[:-1], dims[1:])])
+            self.action_branch = _block(action_dim, hiddens[-1], batch_norm)
         self.out = nn.Linear(hiddens[-1], 1)
         _init_last(self.out, last_init_std)
 
     def forward(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Returns ``[N]`` Q-values for ``state [N, F]`` and ``action [N, d]``."""
-        return self.out(self.state_body(state) + self.action_branch(action)).squeeze(-1)
+        if self.join == "pre_activation":
+            hidden = torch.relu(self.state_join(self.state_body(state)) + self.action_branch(action))
+        else:
+            hidden = self.state_body(state) + self.action_branch(action)
+        return self.out(hidden).squeeze(-1)
 
     def l2_penalty(self) -> torch.Tensor:
         """``sum(w^2) / 2`` over the hidden layers (the reference's slim ``l2_regularizer``)."""

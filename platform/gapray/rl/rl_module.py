@@ -53,7 +53,9 @@ class DDPGModuleSettings:
     actor_batch_norm: bool = True
     """BatchNorm after each actor hidden layer (reference)."""
     critic_batch_norm: bool = True
-    """BatchNorm after each critic hidden layer (reference)."""
+    """BatchNorm after each critic hidden layer before the action joins (reference)."""
+    critic_join: str = "pre_activation"
+    """``"pre_activation"`` (Lillicrap et al.) or ``"post_activation"`` (GIL reference, additive)."""
     actor_output: str = "sigmoid"
     """``"sigmoid"`` (reference) or ``"tanh"``, rescaled to the action bounds."""
     last_layer_init_std: float | None = 1e-3
@@ -141,7 +143,7 @@ class DDPGTorchRLModule(TorchRLModule, TargetNetworkAPI, QNetAPI, InferenceOnlyA
     def _make_critic(self) -> Critic:
         s = self.settings
         return Critic(self.layout.state_dim, self.layout.action_dim, s.critic_hiddens,
-                      batch_norm=s.critic_batch_norm, last_init_std=s.last_layer_init_std)
+                      batch_norm=s.critic_batch_norm, last_init_std=s.last_layer_init_std, join=s.critic_join)
 
     # ---- target networks -------------------------------------------------------------
     @override(TargetNetworkAPI)
