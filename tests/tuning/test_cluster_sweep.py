@@ -65,7 +65,7 @@ def test_smoke_sweep_spreads_over_two_nodes_and_logs_to_a_real_mlflow_server(
             plots = mlflow_server.get("artifacts/list", run_id=child["info"]["run_id"], path="plots")
             assert [f["path"] for f in plots.get("files", [])] == ["plots/uncertainty.png"]
     files = {f["path"] for f in mlflow_server.get("artifacts/list", run_id=outcome["parent_run_id"])["files"]}
-    assert {"trials.csv", "plots", "model"} <= files
+    assert {"trials.csv", "plots"} <= files  # MLflow 3 keeps the logged model as its own entity, not a run artifact
     alias = mlflow_server.get("registered-models/alias", name="deari", alias="champion")["model_version"]
     assert alias["run_id"] == outcome["parent_run_id"]
 

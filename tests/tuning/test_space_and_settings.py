@@ -65,3 +65,11 @@ def test_smoke_test_changes_only_flags_left_at_their_defaults() -> None:
     assert smoke.epochs == SMOKE_VALUES["epochs"] and smoke.max_records == SMOKE_VALUES["max_records"]
     assert SweepSettings(num_samples=2).effective() == SweepSettings(num_samples=2)
     assert SweepSettings.from_json(smoke.to_json()) == smoke
+
+
+def test_gapray_sweep_command_takes_the_same_flags() -> None:
+    from gapray.cli import build_parser as gapray_parser
+
+    args = gapray_parser().parse_args(["sweep", "--smoke-test", "--gpus-per-trial", "0", "--address", "auto"])
+    assert args.handler.__name__ == "_sweep"
+    assert (args.smoke_test, args.gpus_per_trial, args.address) == (True, 0.0, "auto")

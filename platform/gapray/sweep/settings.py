@@ -116,20 +116,24 @@ def _scalar_type(hint: Any) -> tuple[type, bool]:
     return hint, False
 
 
-def build_parser(settings_class: type = SweepSettings, description: str | None = None) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per dataclass field (help = the field's docstring)."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def add_settings_arguments(parser: argparse.ArgumentParser, settings_class: type = SweepSettings) -> None:
+    """One flag per dataclass field (``--name-with-dashes``; help = the field's docstring)."""
     docs = field_docs(settings_class)
     hints = get_type_hints(settings_class)
     for item in dataclasses.fields(settings_class):
         flag = "--" + item.name.replace("_", "-")
-        kind, optional = _scalar_type(hints[item.name])
+        kind, _optional = _scalar_type(hints[item.name])
         help_text = docs.get(item.name, "")
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=_default(item), help=help_text)
         else:
-            parser.add_argument(flag, type=kind, default=_default(item), help=help_text,
-                                metavar=item.name.upper())
+            parser.add_argument(flag, type=kind, default=_default(item), help=help_text, metavar=item.name.upper())
+
+
+def build_parser(settings_class: type = SweepSettings, description: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per field of ``settings_class``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_settings_arguments(parser, settings_class)
     return parser
 
 
