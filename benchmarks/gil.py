@@ -1,0 +1,235 @@
+"""GIL baselines and environment throughput (issue 5; paper Table 6 and Table 3).
+
+How to run this script::
+
+    python benchmarks/gil.py --part physionet     # LSTM, PhysioNet 2012 set-a mortality
+    python benchmarks/gil.py --part mnist         # MLP, MNIST MCAR 50/70/90 %
+    python benchmarks/gil.py --part throughput    # env step vs bare torch step
+    python benchmarks/gil.py --part report        # merge the JSON files into gil.md
+    python benchmarks/gil.py --quick --part all   # a smoke run in about a minute
+
+Each part writes ``benchmarks/results/gil_<part>.json`` after every run (partial results
+survive an interruption); ``report`` writes ``benchmarks/results/gil.md``.
+
+Methods are the rows of :data:`gapray.gil.methods.METHODS`; ``--extra-rows MODULE`` imports a
+module that registers more (the RL helper's ``GIL`` and ``GIL-D``). Results to expect: on
+PhysioNet the paper reports AUC 81.14 (zero imputation) and 82.00 (GIL-H) with a 1024-unit LSTM
+and 2,000+ steps on a GPU; this CPU benchmark uses a smaller LSTM, so compare the ranking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from gapray.gil.datasets import load_task
+from gapray.gil.methods import METHODS, imputed_method, register_method
+from gapray.gil.training import BatchSampler, TrainingConfig, seeded_predictor
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PAPER = {
+    "physionet2012": "Table 6 (1024-unit LSTM): zero-impute acc 87.15 / AUC 81.14 / AP 47.37; GIL-H 87.38 / 82.00 / "
+                     "48.64; mean-impute 86.87 / 82.57 / 48.30; BRITS 86.20 / 81.30 / 43.57; GIL 87.45 / 82.20 / 49.19",
+    "mnist": "Table 3 (60k training images, 500-500 MLP, 10k steps) accuracy at 50/70/90 %: zero-impute 95.83 / 92.80 "
+             "/ 76.67; GIL-H 96.08 / 93.26 / 78.44; GIL 96.29 / 93.35 / 78.47",
+}
+
+
+def _write(name: str, payload: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"gil_{name}.json").write_text(json.dumps(payload, indent=2))
+
+
+def _summary(runs: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {"n": len(runs)}
+    for key in ("accuracy", "auc", "ap"):
+        values = [r[key] for r in runs]
+        out[f"{key}_mean"] = float(np.mean(values))
+        out[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
+def run_task_grid(part: str, settings: list[dict[str, Any]], methods: list[str], seeds: list[int],
+                  config: TrainingConfig, root: str | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"part": part, "config": dataclasses.asdict(config), "seeds": seeds,
+                               "machine": f"{platform.machine()} CPU, torch threads {torch.get_num_threads()}",
+                               "paper": PAPER.get(settings[0]["dataset"], ""), "rows": []}
+    for setting in settings:
+        for method in methods:
+            runs = []
+            for seed in seeds:
+                task = load_task(setting["dataset"], root, setting.get("missing_rate", 0.5), "mcar", seed=seed)
+                started = time.perf_counter()
+                scores = METHODS[method](task, dataclasses.replace(config, seed=seed))
+                runs.append({**scores, "seed": seed, "seconds": round(time.perf_counter() - started, 1)})
+                print(json.dumps({"part": part, **setting, "method": method, **runs[-1]}), flush=True)
+            payload["rows"].append({**setting, "method": method, **_summary(runs), "runs": runs})
+            _write(part, payload)
+    return payload
+
+
+def _median_block_seconds(fn: Any, steps: int) -> float:
+    started = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - started) / steps
+
+
+def throughput(env_config: dict[str, Any], rounds: int, block: int) -> dict[str, Any]:
+    """Env steps vs bare training steps of the same predictor on batches of the same data,
+    measured in interleaved blocks (the shared machine's load drifts) and compared by medians."""
+    from gapray_envs.gil_env import GILEnv
+
+    env = GILEnv({**env_config, "horizon": 10**9})
+    _, info = env.reset(seed=0)
+    state = {"mask": info["mask"]}
+
+    def env_step() -> None:
+        state["mask"] = env.step(state["mask"])[4]["mask"]  # a = m (GIL-H), as the behaviour policy's p2
+
+    predictor = seeded_predictor(env.task, env.training, 0)
+    optimizer = torch.optim.Adam(predictor.parameters(), lr=env.training.learning_rate)
+    factor = env.training.lr_decay_rate ** (1.0 / env.training.lr_decay_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor ** step)
+    sampler = BatchSampler(env.task.train.y, env.config.batch_size, np.random.default_rng(0))
+    data = env.train_data
+
+    def bare_step() -> None:
+        index = torch.as_tensor(sampler.next())
+        lengths = None if data.lengths is None else data.lengths[index]
+        loss = F.cross_entropy(predictor(data.x[index], lengths).logits, data.y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+
+    env_times, bare_times = [], []
+    _median_block_seconds(env_step, 3)
+    _median_block_seconds(bare_step, 3)
+    for _ in range(rounds):
+        env_times.append(_median_block_seconds(env_step, block))
+        bare_times.append(_median_block_seconds(bare_step, block))
+    env_s, bare_s = statistics.median(env_times), statistics.median(bare_times)
+    return {"env_ms_per_step": 1e3 * env_s, "bare_ms_per_step": 1e3 * bare_s, "env_steps_per_s": 1.0 / env_s,
+            "bare_steps_per_s": 1.0 / bare_s, "ratio_env_over_bare": env_s / bare_s,
+            "observation_shape": list(env.observation_space.shape), "rounds": rounds, "block": block}
+
+
+def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
+    cases = {
+        "mnist-mlp": {"dataset": "mnist", "data_root": args.data_dir, "hidden_sizes": tuple(args.mnist_hidden)},
+        "physionet-lstm": {"dataset": "physionet2012", "data_root": args.data_dir,
+                           "lstm_hidden_size": args.lstm_hidden_size},
+    }
+    payload: dict[str, Any] = {"part": "throughput", "machine": f"torch threads {torch.get_num_threads()}",
+                               "rows": []}
+    for name, config in cases.items():
+        for timing in ("after_update", "before_update"):
+            row = {"case": name, "reward_timing": timing,
+                   **throughput({**config, "reward_timing": timing}, args.rounds, args.block)}
+            print(json.dumps(row), flush=True)
+            payload["rows"].append(row)
+            _write("throughput", payload)
+    return payload
+
+
+def report() -> str:
+    lines = ["# GIL benchmark", "",
+             "Generated by `benchmarks/gil.py` (see its docstring). Mean ± std over seeds (seed = predictor init, "
+             "batch order and, for MNIST, the mask). MNIST: only the 10k test images exist here, split 60/20/20 "
+             "(train/val/test), so absolute accuracies are below the paper's 60k-image numbers.", ""]
+    for part in ("physionet", "mnist"):
+        path = RESULTS / f"gil_{part}.json"
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        cfg = data["config"]
+        lines += [f"## {part}", "",
+                  f"Config: steps {cfg['steps']}, batch {cfg['batch_size']}, lr {cfg['learning_rate']} "
+                  f"(x{cfg['lr_decay_rate']} / {cfg['lr_decay_steps']} steps), MLP {cfg['hidden_sizes']}, LSTM "
+                  f"{cfg['lstm_hidden_size']}, checkpoint picked on validation {cfg['select_metric']} every "
+                  f"{cfg['eval_every']} steps; seeds {data['seeds']}; {data['machine']}.", "",
+                  f"Paper: {data['paper']}.", "",
+                  "| setting | method | n | accuracy | ROC AUC | AP |", "|---|---|---|---|---|---|"]
+        for row in data["rows"]:
+            setting = f"MCAR {row['missing_rate']:.0%}" if "missing_rate" in row else "set-a mortality"
+            cells = " | ".join(f"{100 * row[f'{k}_mean']:.2f} ± {100 * row[f'{k}_std']:.2f}"
+                               for k in ("accuracy", "auc", "ap"))
+            lines.append(f"| {setting} | {row['method']} | {row['n']} | {cells} |")
+        lines.append("")
+    path = RESULTS / "gil_throughput.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        lines += ["## Environment overhead", "",
+                  "One `GILEnv.step` (importance-weighted update + reward + next observation) against one bare torch "
+                  "training step (forward, backward, Adam, schedule) of the same predictor on same-size batches; "
+                  f"interleaved blocks, medians; {data['machine']}. Target: ratio <= 1.3.", "",
+                  "| case | reward timing | observation | env ms/step | bare ms/step | env steps/s | ratio |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in data["rows"]:
+            lines.append(f"| {row['case']} | {row['reward_timing']} | {row['observation_shape']} | "
+                         f"{row['env_ms_per_step']:.1f} | {row['bare_ms_per_step']:.1f} | "
+                         f"{row['env_steps_per_s']:.1f} | {row['ratio_env_over_bare']:.3f} |")
+        lines.append("")
+    text = "\n".join(lines)
+    (RESULTS / "gil.md").write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("physionet", "mnist", "throughput", "report", "all"), default="all")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=["zero-impute (ones)", "GIL-H (mask)", "mean-impute"])
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.5, 0.7, 0.9])
+    parser.add_argument("--physionet-steps", type=int, default=2000)
+    parser.add_argument("--mnist-steps", type=int, default=2000)
+    parser.add_argument("--lstm-hidden-size", type=int, default=64)
+    parser.add_argument("--mnist-hidden", type=int, nargs="+", default=[500, 500])
+    parser.add_argument("--deari-epochs", type=int, default=10, help="epochs of the deari-impute row")
+    parser.add_argument("--rounds", type=int, default=7, help="throughput: interleaved rounds")
+    parser.add_argument("--block", type=int, default=10, help="throughput: steps per block")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    parser.add_argument("--extra-rows", nargs="*", default=[], help="modules that register more methods")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for module in args.extra_rows:
+        importlib.import_module(module)
+    register_method("deari-impute", imputed_method("deari", epochs=args.deari_epochs))
+    if args.quick:
+        args.seeds, args.rates, args.physionet_steps, args.mnist_steps = [0], [0.5], 30, 30
+        args.lstm_hidden_size, args.mnist_hidden, args.rounds, args.block = 16, [32, 32], 2, 3
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; registered: {list(METHODS)}")
+    base = TrainingConfig(eval_every=100 if not args.quick else 10)
+    if args.part in ("physionet", "all"):
+        config = dataclasses.replace(base, steps=args.physionet_steps, lstm_hidden_size=args.lstm_hidden_size)
+        run_task_grid("physionet", [{"dataset": "physionet2012"}], args.methods, args.seeds, config, args.data_dir)
+    if args.part in ("mnist", "all"):
+        config = dataclasses.replace(base, steps=args.mnist_steps, hidden_sizes=tuple(args.mnist_hidden))
+        settings = [{"dataset": "mnist", "missing_rate": rate} for rate in args.rates]
+        run_task_grid("mnist", settings, args.methods, args.seeds, config, args.data_dir)
+    if args.part in ("throughput", "all"):
+        run_throughput(args)
+    if args.part in ("report", "all"):
+        print(report())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
