@@ -18,8 +18,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
+# The main job: a smoke DEARI sweep on an embedded local Ray, tracked in ./mlflow.db.
 demo: $(VENV)/.installed
-	$(VENV)/bin/gapray data describe physionet2012 --data-dir $(DATA_DIR)
+	$(PY) tuning/deari_sweep.py --smoke-test --data-dir $(DATA_DIR) \
+		--tracking-uri sqlite:///mlflow.db --storage-path $(CURDIR)/ray_results
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
