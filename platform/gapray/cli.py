@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("gapray.data.cli", "gapray.gil.cli", "gapray.sweep.cli")
+COMMAND_MODULES = ("gapray.data.cli", "gapray.gil.cli", "gapray.sweep.cli", "gapray.imputation.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

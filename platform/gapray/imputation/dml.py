@@ -18,6 +18,8 @@ import torch
 from pytorch_metric_learning import losses, miners
 from torch import Tensor, nn
 
+from gapray.imputation.layers import encode_at
+
 
 def pool_representation(encoded: Tensor, pooling: str) -> Tensor:
     """``f_r`` of Eq. 19 on an encoded sequence ``[B, 1 + T, H]`` (CLS first) or ``[B, T, H]``."""
@@ -59,7 +61,9 @@ class MetricLearningLoss(nn.Module):
         """``R = f_r(f_SA(H))`` (Eq. 19) of hidden states ``[B, T, H]``."""
         if self.cls_token is not None:
             hidden_states = torch.cat([self.cls_token.expand(hidden_states.shape[0], -1, -1), hidden_states], dim=1)
-        return pool_representation(self.encoder(hidden_states), self.pooling)
+        if self.pooling == "mean":
+            return self.encoder(hidden_states).mean(dim=1)
+        return encode_at(self.encoder, hidden_states, 0 if self.pooling == "cls" else -1)
 
     def forward(self, hidden_forward: Tensor, hidden_backward: Tensor) -> Tensor:
         both = self.representation(torch.cat([hidden_forward, hidden_backward]))

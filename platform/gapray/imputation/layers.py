@@ -249,3 +249,31 @@ def reconstruction_loss(estimates: Tensor, target: Tensor, mask: Tensor) -> Tens
     errors = ((estimates - target).abs() * mask).sum(dim=(-2, -1))  # [K, T, n_dir]
     counts = mask.sum(dim=(-2, -1)) + 1e-5  # [T, n_dir]
     return (errors / counts).mean(dim=1).sum(dim=0)
+
+
+# --- attention read-out (DEARI Eqs. 15-19) --------------------------------------------------------
+def encode_at(encoder: nn.TransformerEncoder, tokens: Tensor, position: int) -> Tensor:
+    """The output of ``encoder(tokens)[:, position]`` without computing the other positions' last layer.
+
+    All layers but the last run on the whole sequence; the last one attends from ``position``
+    only (keys and values from every token) and applies its feed-forward block to that one
+    token. Same result as the full encoder (up to float rounding), at about half the cost for
+    a 2-layer encoder. Supports ``torch.nn.TransformerEncoderLayer`` (post- or pre-norm).
+    """
+    layers = list(encoder.layers)
+    for layer in layers[:-1]:
+        tokens = layer(tokens)
+    last = layers[-1]
+    index = position if position >= 0 else tokens.shape[1] + position
+    query = tokens[:, index:index + 1]
+    if last.norm_first:
+        normed = last.norm1(tokens)
+        query = query + last.dropout1(last.self_attn(normed[:, index:index + 1], normed, normed,
+                                                      need_weights=False)[0])
+        query = query + last.dropout2(last.linear2(last.dropout(last.activation(last.linear1(last.norm2(query))))))
+    else:
+        query = last.norm1(query + last.dropout1(last.self_attn(query, tokens, tokens, need_weights=False)[0]))
+        query = last.norm2(query + last.dropout2(last.linear2(last.dropout(last.activation(last.linear1(query))))))
+    if encoder.norm is not None:
+        query = encoder.norm(query)
+    return query[:, 0]

@@ -22,7 +22,7 @@ from gapray.imputation.brits.core import (
     total_loss,
 )
 from gapray.imputation.config import DEARIConfig
-from gapray.imputation.layers import complement
+from gapray.imputation.layers import complement, encode_at
 
 
 def cls_initial_state(hidden_states: Tensor, encoder: nn.Module, mode: str, cls_token: Tensor | None = None) -> Tensor:
@@ -31,17 +31,18 @@ def cls_initial_state(hidden_states: Tensor, encoder: nn.Module, mode: str, cls_
     ``cls``: prepend the learnable token (Eq. 15), encode with the transformer encoder (MSA,
     FFN, residuals and layer norms, Eqs. 16-17) and take the token's output (Eq. 18).
     ``last`` / ``mean``: the last position / the mean of the encoded sequence (no token).
+    ``cls`` and ``last`` read one position, so the encoder's last layer runs for that position
+    only (:func:`~gapray.imputation.layers.encode_at`).
     """
     if mode == "cls":
         if cls_token is None:
             raise ValueError("mode 'cls' needs a cls_token")
         tokens = torch.cat([cls_token.expand(hidden_states.shape[0], -1, -1), hidden_states], dim=1)
-        return encoder(tokens)[:, 0]
-    encoded = encoder(hidden_states)
+        return encode_at(encoder, tokens, 0)
     if mode == "last":
-        return encoded[:, -1]
+        return encode_at(encoder, hidden_states, -1)
     if mode == "mean":
-        return encoded.mean(dim=1)
+        return encoder(hidden_states).mean(dim=1)
     raise ValueError(f"attention_init must be 'cls', 'last' or 'mean', got {mode!r}")
 
 

@@ -1,0 +1,66 @@
+"""``gapray impute``: fit and score one imputation model under a named protocol, print one JSON line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from gapray.imputation.experiment import MODEL_NAMES, run_experiment
+
+DATASETS = ("physionet2012", "beijing-air", "traffic")
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``gapray impute``."""
+    parser = subparsers.add_parser(
+        "impute", help="fit an imputation model and print MAE, MRE, fit time and samples/s as JSON",
+        description="Fit and score an imputation model (DEARI Table 1 rows) on the held-out entries.")
+    parser.add_argument("--model", required=True, choices=MODEL_NAMES)
+    parser.add_argument("--dataset", required=True, choices=DATASETS)
+    parser.add_argument("--data-dir", default=None,
+                        help="data root or the dataset's folder (default: $GAPRAY_DATA_DIR, ../shared/data, cache)")
+    parser.add_argument("--protocol", default="deari", choices=("deari", "pypots"))
+    parser.add_argument("--mask-rate", type=float, default=0.1, help="fraction of observed values held out")
+    parser.add_argument("--folds", type=int, default=1, help="run folds 0..N-1 of the 5-fold protocol")
+    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: 300)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="training time budget per fold")
+    parser.add_argument("--hidden-size", type=int, default=None, help="RNN hidden units (default: 108)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 64 PhysioNet/traffic, else 128")
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: 10)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    parser.add_argument("--subset", default="a", help="PhysioNet 2012 set: a, b or c")
+    parser.add_argument("--per-station", action="store_true", help="Beijing air: one sample per station")
+    parser.set_defaults(handler=_impute)
+
+
+def _impute(args: argparse.Namespace) -> int:
+    from gapray.data.loaders import load_dataset
+
+    if not 1 <= args.folds <= 5:
+        raise ValueError(f"--folds must be in [1, 5], got {args.folds}")
+    options: dict[str, object] = {}
+    if args.dataset == "physionet2012":
+        options = {"subset": args.subset, "progress": False}
+    elif args.dataset == "beijing-air":
+        options = {"per_station": args.per_station}
+    dataset = load_dataset(args.dataset, args.data_dir, **options)
+    result = run_experiment(
+        args.model, dataset, protocol=args.protocol, mask_rate=args.mask_rate, folds=args.folds, seed=args.seed,
+        epochs=args.epochs, hidden_size=args.hidden_size, batch_size=args.batch_size, patience=args.patience,
+        device=args.device, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+    )
+    print(json.dumps(_clean(result)))
+    return 0
+
+
+def _clean(value: object) -> object:
+    """JSON-safe copy: NaN/inf become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
