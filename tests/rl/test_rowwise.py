@@ -77,3 +77,22 @@ def test_actor_acts_on_each_row_independently():
     module.eval()
     with torch.no_grad():
         assert torch.allclose(actions[2, 1], module.pi(obs[2, 1:2])[0], atol=1e-6)
+
+
+def test_row_subsampling_keeps_state_action_and_next_state_of_the_same_row():
+    torch.manual_seed(1)
+    config = DDPGConfig().training(actor_hiddens=(8,), critic_hiddens=(8,), actor_batch_norm=False,
+                                   critic_batch_norm=False, train_rows_per_step=2)
+    module = config.build_learner(spaces={MID: (MATRIX_OBS, MATRIX_ACT)}).module[MID].unwrapped()
+    n = 4
+    batch = {Columns.OBS: torch.randn(n, B, F), Columns.ACTIONS: torch.rand(n, B, D),
+             Columns.NEXT_OBS: torch.randn(n, B, F)}
+    fwd = module.forward_train(batch)
+    assert fwd[QF_PREDS].shape == (n, 2)
+    with torch.no_grad():
+        q_all = module.qf(batch[Columns.OBS].reshape(-1, F), batch[Columns.ACTIONS].reshape(-1, D)).reshape(n, B)
+        next_all = module.forward_target({Columns.OBS: batch[Columns.NEXT_OBS]})
+    for k in range(n):
+        rows = [int(torch.argmin((q_all[k] - q).abs())) for q in fwd[QF_PREDS][k]]
+        assert len(set(rows)) == 2
+        assert torch.allclose(fwd[QF_TARGET_NEXT][k], next_all[k, rows], atol=1e-6)

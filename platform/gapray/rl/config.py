@@ -34,7 +34,7 @@ from gapray.rl.networks import ACTOR_OUTPUTS, CRITIC_JOINS
 MODULE_KEYS = (
     "actor_hiddens", "critic_hiddens", "actor_batch_norm", "critic_batch_norm", "critic_join", "actor_output",
     "last_layer_init_std", "twin_q", "target_policy_noise", "target_noise_clip", "exploration_noise",
-    "exploration_sigma", "ou_theta", "ou_dt", "initial_random_steps", "observed_mask_slice",
+    "exploration_sigma", "ou_theta", "ou_dt", "initial_random_steps", "observed_mask_slice", "train_rows_per_step",
 )
 
 
@@ -75,6 +75,7 @@ class DDPGConfig(SACConfig):
         self.initial_random_steps = 0
         self.behaviour_policy: BehaviourPolicyConfig | None = None
         self.observed_mask_slice: tuple[int, int] | None = None
+        self.train_rows_per_step: int | None = None
         # Replay and batches.
         self.replay_buffer_config = {"type": "EpisodeReplayBuffer", "capacity": 100_000}
         self.train_batch_size_per_learner = 64
@@ -101,6 +102,7 @@ class DDPGConfig(SACConfig):
         target_policy_noise: float = NotProvided,
         target_noise_clip: float = NotProvided,
         policy_delay: int = NotProvided,
+        train_rows_per_step: int | None = NotProvided,
         **kwargs: Any,
     ) -> Self:
         """Network, loss and TD3 settings; everything else goes to ``SACConfig.training``.
@@ -120,6 +122,9 @@ class DDPGConfig(SACConfig):
             target_policy_noise: TD3 target smoothing noise std (half-range units); 0 = off.
             target_noise_clip: TD3 clip of the smoothing noise.
             policy_delay: update the actor every this many critic updates (TD3: 2).
+            train_rows_per_step: rows drawn from each replayed ``[B, F]`` step for the losses
+                (None: all ``B``); the train batch holds ``train_batch_size_per_learner``
+                env steps, i.e. that many times this many transitions.
         """
         super().training(**kwargs)
         for name, value in (("actor_hiddens", actor_hiddens), ("critic_hiddens", critic_hiddens)):
@@ -131,7 +136,7 @@ class DDPGConfig(SACConfig):
             ("actor_output", actor_output), ("last_layer_init_std", last_layer_init_std),
             ("critic_loss", critic_loss), ("critic_l2", critic_l2),
             ("target_policy_noise", target_policy_noise), ("target_noise_clip", target_noise_clip),
-            ("policy_delay", policy_delay),
+            ("policy_delay", policy_delay), ("train_rows_per_step", train_rows_per_step),
         ):
             if value is not NotProvided:
                 setattr(self, name, value)
@@ -200,6 +205,8 @@ class DDPGConfig(SACConfig):
             problems.append(f"critic_l2 must be >= 0, got {self.critic_l2}")
         if self.target_policy_noise < 0 or self.target_noise_clip < 0:
             problems.append("target_policy_noise and target_noise_clip must be >= 0")
+        if self.train_rows_per_step is not None and int(self.train_rows_per_step) < 1:
+            problems.append(f"train_rows_per_step must be >= 1 or None, got {self.train_rows_per_step}")
         if int(self.policy_delay) < 1:
             problems.append(f"policy_delay must be >= 1, got {self.policy_delay}")
         if self.behaviour_policy is not None:

@@ -76,6 +76,10 @@ class DDPGModuleSettings:
     """Ornstein-Uhlenbeck time step."""
     initial_random_steps: int = 0
     """Env steps with uniform random actions before the actor acts (CleanRL's warm-up)."""
+    train_rows_per_step: int | None = None
+    """Rows drawn (without replacement, the same rows of ``s`` and ``s'``) from each replayed
+    matrix step for the losses; None = all ``B`` rows. Bounds the cost for LSTM GIL
+    (``B = batch x steps`` rows)."""
     behaviour_policy: dict | None = None
     """GIL Eq. 42 settings (:class:`BehaviourPolicyConfig` as a dict) or None."""
     observed_mask_slice: tuple[int, int] | None = None
@@ -180,7 +184,7 @@ class DDPGTorchRLModule(TorchRLModule, TargetNetworkAPI, QNetAPI, InferenceOnlyA
             q = self.target_qf(s2, a2)
             if s.twin_q:
                 q = torch.min(q, self.target_qf_twin(s2, a2))
-        return self.layout.per_row(q)
+        return self.layout.per_row(q, batch[Columns.OBS].shape[0])
 
     def _target_nets(self) -> list[torch.nn.Module]:
         nets = [self.target_pi, self.target_qf]
@@ -193,7 +197,7 @@ class DDPGTorchRLModule(TorchRLModule, TargetNetworkAPI, QNetAPI, InferenceOnlyA
         """``Q(s, a)`` of the first critic per row: ``[N, R]``."""
         s = self.layout.fold(batch[Columns.OBS].float())
         a = self.layout.fold(batch[Columns.ACTIONS].float())
-        return self.layout.per_row(self.qf(s, a))
+        return self.layout.per_row(self.qf(s, a), batch[Columns.OBS].shape[0])
 
     # ---- forward passes --------------------------------------------------------------
     def actor_action(self, obs: torch.Tensor) -> torch.Tensor:
@@ -236,14 +240,30 @@ class DDPGTorchRLModule(TorchRLModule, TargetNetworkAPI, QNetAPI, InferenceOnlyA
         """Env units -> module units."""
         return self.low + (action - self.env_low) / (self.env_high - self.env_low) * (self.high - self.low)
 
+    def subsample_rows(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Keep ``train_rows_per_step`` random rows of every replayed step (obs, actions and
+        next obs share the row indices); flat envs and ``None`` pass through."""
+        k = self.settings.train_rows_per_step
+        if not self.layout.matrix or k is None or k >= self.layout.rows:
+            return batch
+        obs = batch[Columns.OBS]
+        index = torch.rand(obs.shape[0], self.layout.rows, device=obs.device).argsort(dim=1)[:, :k]
+        out = dict(batch)
+        for key in (Columns.OBS, Columns.ACTIONS, Columns.NEXT_OBS):
+            value = batch[key]
+            out[key] = torch.gather(value, 1, index.unsqueeze(-1).expand(-1, -1, value.shape[-1]))
+        return out
+
     @override(RLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        batch = self.subsample_rows(batch)
         layout = self.layout
         s = layout.fold(batch[Columns.OBS].float())
         a = layout.fold(batch[Columns.ACTIONS].float())
-        out: dict[str, Any] = {QF_PREDS: layout.per_row(self.qf(s, a))}
+        n = batch[Columns.OBS].shape[0]
+        out: dict[str, Any] = {QF_PREDS: layout.per_row(self.qf(s, a), n)}
         if self.settings.twin_q:
-            out[QF_TWIN_PREDS] = layout.per_row(self.qf_twin(s, a))
+            out[QF_TWIN_PREDS] = layout.per_row(self.qf_twin(s, a), n)
         out[QF_TARGET_NEXT] = self.forward_target({Columns.OBS: batch[Columns.NEXT_OBS]})
         # Actor objective Q(s, mu(s)): gradients reach the actor only (critic frozen, in
         # inference mode as in the reference's `action_gradients`).
@@ -254,7 +274,7 @@ class DDPGTorchRLModule(TorchRLModule, TargetNetworkAPI, QNetAPI, InferenceOnlyA
             p.requires_grad_(False)
         self.qf.eval()
         try:
-            out[Q_CURR] = layout.per_row(self.qf(s, a_pi))
+            out[Q_CURR] = layout.per_row(self.qf(s, a_pi), n)
         finally:
             for p in critic_params:
                 p.requires_grad_(True)

@@ -58,9 +58,10 @@ class RowLayout:
             return x.reshape(n, self.rows, *x.shape[1:])
         return x.reshape(n, *x.shape[1:])
 
-    def per_row(self, values: torch.Tensor) -> torch.Tensor:
-        """Per-row values ``[N * B]`` -> ``[N, R]`` with ``R = B`` (matrix) or 1 (flat)."""
-        return values.reshape(-1, self.rows)
+    @staticmethod
+    def per_row(values: torch.Tensor, n: int) -> torch.Tensor:
+        """Per-row values ``[N * R]`` -> ``[N, R]`` (``R`` = rows kept per step; 1 for a flat env)."""
+        return values.reshape(n, -1)
 
 
 def shared_td_target(rewards: torch.Tensor, terminateds: torch.Tensor, q_next: torch.Tensor,

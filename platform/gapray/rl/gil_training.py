@@ -1,0 +1,500 @@
+"""GIL trained by RLlib DDPG workers, through Ray Tune, tracked in MLflow (issue 6).
+
+Pipeline of one trial (:func:`gil_ddpg_trial`):
+
+1. **policy learning**: :class:`gapray.rl.DDPG` on ``gapray/GIL-v0`` with the row-wise module
+   (each row of the ``[R, F]`` observation is a transition sharing the step's reward), the
+   behavioural policy of GIL Eq. 42 reading the mask columns of the observation, for
+   ``iterations`` RLlib iterations. An RLlib checkpoint is saved whenever a training episode
+   (one full predictor training run) ends with a better **validation** score.
+2. **final predictor**: the selected policy, deterministic (``forward_inference``, no noise, no
+   behavioural mixture), gives the importance for a fresh predictor trained for
+   ``final_steps``; its checkpoint is picked on the validation split every ``eval_every``
+   steps; the test split is scored once, at the end.
+
+The driver (:func:`run_gil_ddpg`) creates the MLflow experiment ``gil-ddpg`` and a parent run
+before ``Tuner.fit()``; every trial logs a child run (filtered metrics only: episode return,
+critic/actor losses, predictor validation accuracy/AUC/AP; the final predictor and the policy
+checkpoint as artifacts). The best trial is chosen on validation, and the parent run records
+its test accuracy/AUC/AP next to the ``ones`` (zero-impute) and ``mask`` (GIL-H) baselines
+trained on the same split with the same predictor settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gapray.rl.behaviour import BehaviourPolicyConfig
+
+EXPERIMENT = "gil-ddpg"
+VAL_METRICS = ("val_accuracy", "val_auc", "val_ap")
+
+
+@dataclass(frozen=True)
+class GILDDPGSettings:
+    """One GIL + DDPG run; every field is also a ``tuning/gil_ddpg.py`` flag."""
+
+    dataset: str = "physionet2012"
+    """``physionet2012`` (LSTM, mortality), ``mnist`` (MLP, MCAR) or ``digits`` (small MLP)."""
+    data_root: str | None = None
+    """Raw data folder (default ``$GAPRAY_DATA_DIR``)."""
+    missing_rate: float = 0.9
+    """Share of pixels removed at random (image datasets)."""
+    reward: str = "gil"
+    """``gil`` (``-loss``) or ``gil-d`` (Eq. 43, binary labels)."""
+    horizon: int = 2000
+    """Predictor updates per training episode (reference: one run of 2,000-3,000 steps)."""
+    batch_size: int = 128
+    """Predictor mini-batch (paper: 128)."""
+    mlp_hidden: int = 500
+    """Width of the MLP predictor's two hidden layers (paper MNIST: 500)."""
+    lstm_hidden: int = 1024
+    """LSTM hidden size (paper: 1024)."""
+    max_train_samples: int | None = None
+    """Keep only this many training samples (cheaper runs)."""
+    max_val_samples: int | None = 1000
+    """Validation samples scored at the end of each training episode."""
+    placeholder: str = "auto"
+    """Value of missing inputs: ``auto`` (reference: 0 for the MLP, 3 x max for the LSTM), ``zero``,
+    ``3max`` or a number. With 0, ``a = m`` changes nothing (``x * m = x``): GIL-H equals ``ones``."""
+    rl_hiddens: str = "400,300"
+    """Actor and critic hidden widths (reference 400-300)."""
+    actor_lr: float = 1e-4
+    """Actor learning rate (reference tabular 1e-4)."""
+    critic_lr: float = 1e-3
+    """Critic learning rate (reference tabular 1e-3)."""
+    tau: float = 1e-3
+    """Polyak coefficient (reference 1e-3)."""
+    gamma: float = 0.99
+    """Discount (paper 0.99)."""
+    train_batch_steps: int = 8
+    """Env steps per DDPG train batch."""
+    train_rows_per_step: int = 16
+    """Rows drawn from each replayed step: ``train_batch_steps x this`` transitions per update (128 = reference)."""
+    replay_rows: int = 100_000
+    """Replay capacity in rows (reference 1e4 tabular, 1e5 LSTM); stored as whole env steps."""
+    learning_starts: int = 8
+    """Env steps before the first DDPG update."""
+    behaviour: str = "auto"
+    """Eq. 42 preset: ``tabular``, ``lstm`` or ``auto`` (by predictor)."""
+    critic_join: str = "pre_activation"
+    """``pre_activation`` (Lillicrap) or ``post_activation`` (the reference's additive critic)."""
+    iterations: int = 10
+    """RLlib training iterations."""
+    steps_per_iteration: int = 200
+    """Env steps per RLlib iteration (at least)."""
+    num_env_runners: int = 0
+    """Remote env runners (0: sample in the trial's process, fastest on one machine)."""
+    final_steps: int = 2000
+    """Updates of the final predictor trained with the learned (deterministic) policy."""
+    eval_every: int = 100
+    """Validate the final predictor every this many steps (checkpoint selection)."""
+    select_metric: str = "auc"
+    """Validation metric that picks checkpoints: ``accuracy``, ``auc`` or ``ap``."""
+    seed: int = 0
+    """Seed of the predictor, batch order, mask and split, and of RLlib."""
+
+    def __post_init__(self) -> None:
+        if self.select_metric not in ("accuracy", "auc", "ap"):
+            raise ValueError(f"select_metric must be accuracy, auc or ap, got {self.select_metric!r}")
+        if self.behaviour not in ("auto", "tabular", "lstm"):
+            raise ValueError(f"behaviour must be auto, tabular or lstm, got {self.behaviour!r}")
+        for name in ("iterations", "steps_per_iteration", "final_steps", "train_batch_steps", "eval_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def env_config(self, **overrides: Any) -> dict[str, Any]:
+        """The ``GILEnv`` config dict of this run."""
+        config = {"dataset": self.dataset, "data_root": self.data_root, "missing_rate": self.missing_rate,
+                  "mask_seed": self.seed, "split_seed": self.seed, "reward": self.reward,
+                  "horizon": self.horizon, "batch_size": self.batch_size,
+                  "hidden_sizes": (self.mlp_hidden, self.mlp_hidden), "lstm_hidden_size": self.lstm_hidden,
+                  "max_train_samples": self.max_train_samples, "max_val_samples": self.max_val_samples,
+                  "placeholder": _placeholder(self.placeholder), "seed": self.seed}
+        config.update(overrides)
+        return config
+
+
+def _placeholder(spec: str) -> str | float:
+    try:
+        return float(spec)
+    except ValueError:
+        return spec
+
+
+SMOKE_TEST = {"dataset": "digits", "horizon": 20, "batch_size": 16, "mlp_hidden": 16, "lstm_hidden": 8,
+              "max_train_samples": 300, "max_val_samples": 200, "rl_hiddens": "32,32", "train_batch_steps": 2,
+              "train_rows_per_step": 8, "learning_starts": 4, "iterations": 2, "steps_per_iteration": 20,
+              "final_steps": 20, "eval_every": 10}
+"""What ``--smoke-test`` changes: a digits MLP task small enough for about a minute on 2 cores."""
+
+
+# ---------------------------------------------------------------------------------------------
+# RLlib configuration
+# ---------------------------------------------------------------------------------------------
+def _hiddens(spec: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in spec.split(",") if w.strip())
+    except ValueError:
+        raise ValueError(f"rl_hiddens must be comma-separated integers, got {spec!r}") from None
+    if not widths:
+        raise ValueError(f"rl_hiddens needs at least one width, got {spec!r}")
+    return widths
+
+
+def probe_env(settings: GILDDPGSettings) -> Any:
+    """A ``GILEnv`` of this run (its layout, spaces and task), built in this process."""
+    from gapray_envs.gil_env import GILEnv
+
+    return GILEnv(settings.env_config())
+
+
+def build_ddpg_config(settings: GILDDPGSettings) -> Any:
+    """The :class:`~gapray.rl.DDPGConfig` of a GIL run (reference hyper-parameters by default)."""
+    import gapray_envs
+    from gapray.rl.config import DDPGConfig
+
+    env = probe_env(settings)
+    kind = env.task.kind
+    preset = settings.behaviour if settings.behaviour != "auto" else ("lstm" if kind == "lstm" else "tabular")
+    behaviour = BehaviourPolicyConfig.lstm() if preset == "lstm" else BehaviourPolicyConfig.tabular()
+    capacity = max(settings.replay_rows // env.n_rows, 4 * settings.train_batch_steps)
+    hiddens = _hiddens(settings.rl_hiddens)
+    name = gapray_envs.register_rllib_env()
+    return (
+        DDPGConfig()
+        .environment(name, env_config=settings.env_config(), normalize_actions=False, clip_actions=True)
+        .env_runners(num_env_runners=settings.num_env_runners, rollout_fragment_length=1)
+        .training(actor_hiddens=hiddens, critic_hiddens=hiddens, critic_join=settings.critic_join,
+                  actor_lr=settings.actor_lr, critic_lr=settings.critic_lr, tau=settings.tau, gamma=settings.gamma,
+                  train_batch_size_per_learner=settings.train_batch_steps,
+                  train_rows_per_step=settings.train_rows_per_step,
+                  num_steps_sampled_before_learning_starts=settings.learning_starts,
+                  replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": capacity})
+        .exploration(noise="none", behaviour_policy=behaviour, observed_mask_slice=env.layout.mask)
+        .callbacks(GILMetricsCallback)
+        .reporting(min_time_s_per_iteration=0, min_sample_timesteps_per_iteration=settings.steps_per_iteration,
+                   metrics_num_episodes_for_smoothing=1)
+        .debugging(seed=settings.seed)
+    )
+
+
+def _callback_base() -> type:
+    from ray.rllib.callbacks.callbacks import RLlibCallback
+
+    return RLlibCallback
+
+
+class GILMetricsCallback(_callback_base()):  # type: ignore[misc]
+    """Logs the predictor's validation scores that ``GILEnv`` puts in the last ``info`` of an
+    episode (``val_accuracy``, ``val_auc``, ``val_ap``) as env-runner metrics."""
+
+    def on_episode_end(self, *, episode: Any, metrics_logger: Any = None, **kwargs: Any) -> None:
+        info = episode.get_infos(-1)
+        for key in VAL_METRICS:
+            if metrics_logger is not None and key in info:
+                metrics_logger.log_value(key, float(info[key]), reduce="mean", window=1)
+
+
+def filter_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The few numbers worth logging from RLlib's result dict."""
+    runners = result.get("env_runners", {})
+    learner = result.get("learners", {}).get("default_policy", {})
+    picked = {
+        "env_steps": runners.get("num_env_steps_sampled_lifetime"),
+        "episode_return_mean": runners.get("episode_return_mean"),
+        "episodes_lifetime": runners.get("num_episodes_lifetime"),
+        "qf_loss": learner.get("qf_loss"),
+        "policy_loss": learner.get("policy_loss"),
+        "qf_mean": learner.get("qf_mean"),
+        **{key: runners.get(key) for key in VAL_METRICS},
+    }
+    out = {}
+    for key, value in picked.items():
+        if isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy learning and the final predictor
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class PolicyRun:
+    """Outcome of :func:`learn_policy`."""
+
+    checkpoint: str
+    """RLlib checkpoint of the selected policy."""
+    selected_iteration: int
+    """Iteration whose checkpoint was selected (on the training episodes' validation score)."""
+    selected_val: float | None
+    """That validation score (None when no episode ended: the last checkpoint is used)."""
+    history: list[dict[str, float]]
+    """Filtered metrics per iteration."""
+    seconds: float
+    env_steps: int
+
+
+def learn_policy(settings: GILDDPGSettings, checkpoint_dir: str | Path, report: Any = None) -> PolicyRun:
+    """Train DDPG on the GIL env for ``settings.iterations`` iterations; checkpoint on validation.
+
+    ``report(metrics, iteration)`` is called after every iteration (Tune/MLflow logging).
+    """
+    algo = build_ddpg_config(settings).build_algo()
+    key = f"val_{settings.select_metric}"
+    best, best_iteration, history = -np.inf, 0, []
+    checkpoint_dir = Path(checkpoint_dir)
+    started = time.perf_counter()
+    episodes_seen = 0.0
+    try:
+        for iteration in range(1, settings.iterations + 1):
+            metrics = filter_metrics(algo.train())
+            metrics["iteration"] = iteration
+            history.append(metrics)
+            finished = metrics.get("episodes_lifetime", 0.0) > episodes_seen
+            episodes_seen = metrics.get("episodes_lifetime", episodes_seen)
+            if finished and key in metrics and metrics[key] > best:
+                best, best_iteration = metrics[key], iteration
+                algo.save_to_path(checkpoint_dir / "best")
+            if report is not None:
+                report(metrics, iteration)
+        if best_iteration == 0:  # no training episode ended: use the last policy
+            best_iteration = settings.iterations
+            algo.save_to_path(checkpoint_dir / "best")
+        steps = int(history[-1].get("env_steps", 0))
+    finally:
+        algo.stop()
+    return PolicyRun(str(checkpoint_dir / "best"), best_iteration, None if best == -np.inf else float(best), history,
+                     time.perf_counter() - started, steps)
+
+
+def load_policy_module(checkpoint: str | Path) -> Any:
+    """The trained RLModule of a DDPG checkpoint, without building the algorithm."""
+    from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    path = Path(checkpoint) / COMPONENT_LEARNER_GROUP / COMPONENT_LEARNER / COMPONENT_RL_MODULE / "default_policy"
+    module = RLModule.from_checkpoint(path)
+    module.eval()
+    return module
+
+
+def policy_action(module: Any, observation: np.ndarray) -> np.ndarray:
+    """The deterministic importance ``mu(s)`` for one ``[R, F]`` observation, in ``[0, 1]``."""
+    from ray.rllib.core.columns import Columns
+
+    with torch.no_grad():
+        out = module.forward_inference({Columns.OBS: torch.as_tensor(observation, dtype=torch.float32)[None]})
+    return np.clip(out[Columns.ACTIONS][0].cpu().numpy(), 0.0, 1.0).astype(np.float32)
+
+
+def train_predictor_with_policy(settings: GILDDPGSettings, module: Any, policy: str = "learned",
+                                steps: int | None = None) -> dict[str, Any]:
+    """Train a fresh predictor in ``GILEnv`` with the deterministic learned policy (or a fixed
+    ``ones``/``mask`` policy), validate every ``eval_every`` steps, keep the best checkpoint
+    on validation, and score the test split once. Returns scores, the selected step, the
+    predictor state and timing."""
+    from gapray.gil.training import task_placeholder, to_tensors
+    from gapray_envs.gil_env import GILEnv
+
+    steps = steps or settings.final_steps
+    overrides: dict[str, Any] = {"horizon": steps, "max_val_samples": None}
+    if policy == "ones":
+        overrides["placeholder"] = "zero"  # a = 1 with a zero placeholder: the zero-imputation baseline
+    env = GILEnv(settings.env_config(**overrides))
+    placeholder = task_placeholder(env.task, env.config.placeholder)
+    test = to_tensors(env.task.test, env.task.kind, placeholder, env.config.device)
+    observation, info = env.reset(seed=settings.seed)
+    best, best_state, best_step, history = -np.inf, None, steps, []
+    started = time.perf_counter()
+    for step in range(1, steps + 1):
+        if policy == "learned":
+            action = policy_action(module, observation)
+        elif policy == "mask":
+            action = np.array(info["mask"], dtype=np.float32)
+        elif policy == "ones":
+            action = np.ones(env.action_space.shape, dtype=np.float32)
+        else:
+            raise ValueError(f"policy must be learned, mask or ones, got {policy!r}")
+        observation, _, _, _, info = env.step(action)
+        if step % settings.eval_every == 0 or step == steps:
+            val = env.session.scores(env.val_data)
+            history.append({"step": step, "loss": info["loss"], **{f"val_{k}": v for k, v in val.items()}})
+            if val[settings.select_metric] > best:
+                best, best_step = val[settings.select_metric], step
+                best_state = copy.deepcopy(env.session.predictor.state_dict())
+    seconds = time.perf_counter() - started
+    if best_state is not None:
+        env.session.predictor.load_state_dict(best_state)
+    return {"test": env.session.scores(test), "val": env.session.scores(env.val_data), "best_step": best_step,
+            "history": history, "seconds": seconds, "predictor_state": env.session.predictor.state_dict(),
+            "kind": env.task.kind}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tune trial and driver
+# ---------------------------------------------------------------------------------------------
+def gil_ddpg_trial(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: ``config`` = ``{"settings": dict, "tracking": dict}`` plus
+    any searched fields (they override ``settings``)."""
+    from ray import tune
+
+    from gapray.tracking import TrialRun
+
+    base = dict(config["settings"])
+    base.update({k: v for k, v in config.items() if k not in ("settings", "tracking")})
+    settings = GILDDPGSettings(**base)
+    tracking = config["tracking"]
+    context = tune.get_context()
+    run = TrialRun.open(tracking["uri"], tracking["experiment_id"], tracking["parent_run_id"],
+                        context.get_trial_id(), context.get_trial_name(), dataclasses.asdict(settings))
+    try:
+        work = Path(tempfile.mkdtemp(prefix="gil-ddpg-"))
+
+        def report(metrics: dict[str, float], iteration: int) -> None:
+            run.log_epoch(metrics, iteration)
+            tune.report(metrics)
+
+        policy = learn_policy(settings, work / "policy", report)
+        module = load_policy_module(policy.checkpoint)
+        final = train_predictor_with_policy(settings, module)
+        predictor_path = work / "final_predictor.pt"
+        torch.save({"state_dict": final["predictor_state"], "kind": final["kind"],
+                    "settings": dataclasses.asdict(settings)}, predictor_path)
+        run.log_artifact(predictor_path, "final_model")
+        run.log_artifact(policy.checkpoint, "policy_checkpoint")
+        summary = {**{f"final_val_{k}": v for k, v in final["val"].items()},
+                   **{f"final_test_{k}": v for k, v in final["test"].items()},
+                   "final_best_step": final["best_step"], "policy_selected_iteration": policy.selected_iteration,
+                   "policy_seconds": policy.seconds, "policy_env_steps": policy.env_steps,
+                   "final_predictor_seconds": final["seconds"]}
+        run.finish(summary)
+        tune.report({**summary, "iteration": settings.iterations + 1,
+                     "predictor_path": str(predictor_path), "policy_checkpoint": policy.checkpoint})
+    except BaseException:
+        run.finish(status="FAILED")
+        raise
+
+
+@dataclass
+class GILDDPGOutcome:
+    """What :func:`run_gil_ddpg` returns (also written as JSON)."""
+
+    parent_run_id: str
+    tracking_uri: str
+    best_config: dict[str, Any]
+    gil: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    trials: list[dict[str, Any]]
+    seconds: float
+
+
+def run_gil_ddpg(settings: GILDDPGSettings, *, tracking_uri: str = "sqlite:///mlflow.db",
+                 storage_path: str = "~/ray_results", address: str = "local", num_samples: int = 1,
+                 search_lrs: bool = False, name: str | None = None) -> GILDDPGOutcome:
+    """Tune ``num_samples`` trials of :func:`gil_ddpg_trial`, pick the best on validation, train
+    the ``ones`` and ``mask`` baselines on the same split, log it all to MLflow."""
+    import ray
+    from ray import tune
+    from ray.tune import RunConfig, TuneConfig, Tuner
+
+    from gapray.sweep.runner import connect_ray, resolve_storage_path
+    from gapray.tracking import (
+        configure_mlflow_environment,
+        ensure_experiment,
+        get_or_create_parent_run,
+        log_metrics,
+        resolve_tracking_uri,
+    )
+    from gapray.tracking.runs import log_artifacts
+
+    configure_mlflow_environment()
+    from mlflow.tracking import MlflowClient
+
+    started = time.perf_counter()
+    uri = resolve_tracking_uri(tracking_uri)
+    experiment_id = ensure_experiment(uri, EXPERIMENT)
+    client = MlflowClient(tracking_uri=uri)
+    name = name or f"gil-ddpg-{settings.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    parent = get_or_create_parent_run(client, experiment_id, name, dataclasses.asdict(settings))
+    started_ray = connect_ray(address)
+    try:
+        param_space: dict[str, Any] = {
+            "settings": dataclasses.asdict(settings),
+            "tracking": {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent},
+        }
+        if search_lrs:
+            param_space["actor_lr"] = tune.grid_search([1e-4, 5e-4])
+            param_space["critic_lr"] = tune.grid_search([1e-3, 1e-4])
+        metric = f"final_val_{settings.select_metric}"
+        trainable = tune.with_resources(gil_ddpg_trial, {"cpu": 1 + settings.num_env_runners})
+        tuner = Tuner(trainable, param_space=param_space,
+                      tune_config=TuneConfig(num_samples=num_samples),  # best trial picked below, on validation
+                      run_config=RunConfig(name=name, storage_path=resolve_storage_path(storage_path), verbose=0))
+        grid = tuner.fit()
+        trials = []
+        for result in grid:
+            if result.error is None and result.metrics and metric in result.metrics:
+                trials.append({"config": {k: v for k, v in result.config.items() if k not in ("settings", "tracking")},
+                               **{k: result.metrics[k] for k in result.metrics
+                                  if k.startswith(("final_", "policy_"))},
+                               "predictor_path": result.metrics.get("predictor_path")})
+        if not trials:
+            errors = [str(r.error) for r in grid if r.error is not None]
+            raise RuntimeError(f"no GIL DDPG trial finished: {errors[:1]}")
+        best = max(trials, key=lambda t: t[metric])
+        best_settings = dataclasses.replace(settings, **best["config"])
+        baselines = {policy: train_predictor_with_policy(best_settings, None, policy)
+                     for policy in ("ones", "mask")}
+        gil = {**{f"val_{k}": best[f"final_val_{k}"] for k in ("accuracy", "auc", "ap")},
+               **{f"test_{k}": best[f"final_test_{k}"] for k in ("accuracy", "auc", "ap")}}
+        summary = {f"gil_{k}": v for k, v in gil.items()}
+        for policy, scores in baselines.items():
+            summary.update({f"{policy}_test_{k}": v for k, v in scores["test"].items()})
+            summary.update({f"{policy}_val_{k}": v for k, v in scores["val"].items()})
+        log_metrics(client, parent, summary, step=0)
+        if best.get("predictor_path") and Path(best["predictor_path"]).exists():
+            log_artifacts(client, parent, [best["predictor_path"]], "final_model")
+        outcome = GILDDPGOutcome(parent, uri, best["config"], gil,
+                                 {p: {**s["test"], **{f"val_{k}": v for k, v in s["val"].items()}}
+                                  for p, s in baselines.items()},
+                                 trials, time.perf_counter() - started)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "outcome.json"
+            path.write_text(json.dumps(dataclasses.asdict(outcome), indent=2, default=str))
+            log_artifacts(client, parent, [path])
+        client.set_terminated(parent, status="FINISHED")
+        return outcome
+    except BaseException:
+        client.set_terminated(parent, status="FAILED")
+        raise
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def format_outcome(outcome: GILDDPGOutcome) -> str:
+    """A short text report: GIL vs ones vs mask on test, chosen on validation."""
+    lines = [f"MLflow parent run {outcome.parent_run_id} ({outcome.tracking_uri}), {outcome.seconds:.0f} s",
+             f"best trial config: {outcome.best_config or 'defaults'}",
+             f"{'method':<10} {'test acc':>9} {'test AUC':>9} {'test AP':>9} {'val AUC':>9}"]
+    rows = [("GIL", outcome.gil["test_accuracy"], outcome.gil["test_auc"], outcome.gil["test_ap"],
+             outcome.gil["val_auc"])]
+    rows += [(name, s["accuracy"], s["auc"], s["ap"], s["val_auc"]) for name, s in outcome.baselines.items()]
+    lines += [f"{n:<10} {a:>9.4f} {u:>9.4f} {p:>9.4f} {v:>9.4f}" for n, a, u, p, v in rows]
+    return "\n".join(lines)
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")

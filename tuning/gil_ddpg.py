@@ -1,0 +1,97 @@
+"""Train GIL's importance policy with RLlib DDPG workers through Ray Tune, tracked in MLflow.
+
+Each Tune trial learns the policy with ``gapray.rl.DDPG`` on ``gapray/GIL-v0`` (row-wise actor
+and critic, GIL's behavioural policy of Eq. 42), keeps the RLlib checkpoint with the best
+validation score of a training episode, then trains a fresh predictor with the learned policy
+(deterministic) and picks its checkpoint on validation. The driver picks the best trial on
+validation and trains the ``ones`` (zero imputation) and ``mask`` (GIL-H) baselines on the same
+split. MLflow experiment ``gil-ddpg``: one parent run (settings, GIL/ones/mask test scores, the
+final predictor), one child run per trial (filtered metrics: episode return, critic and actor
+losses, predictor validation accuracy/AUC/AP; the final predictor and the policy checkpoint as
+artifacts). The logic lives in ``gapray.rl.gil_training``; this script only parses flags.
+
+How to run this script
+----------------------
+Smoke test (digits, tiny MLP, 2 iterations; about a minute on 2 CPU cores)::
+
+    python tuning/gil_ddpg.py --smoke-test
+
+PhysioNet 2012 mortality with the LSTM predictor (smaller than the paper's 1024 units on CPU)::
+
+    python tuning/gil_ddpg.py --dataset physionet2012 --data-root ../shared/data --lstm-hidden 64 \
+        --horizon 500 --iterations 10 --final-steps 1000
+
+MNIST at 90 % MCAR with the MLP (paper Table 3)::
+
+    python tuning/gil_ddpg.py --dataset mnist --data-root ../shared/data --missing-rate 0.9 \
+        --horizon 2000 --iterations 20 --final-steps 10000
+
+On a Ray cluster (remote env runners, MLflow server on the head node)::
+
+    ray submit cluster.yaml tuning/gil_ddpg.py -- --address auto --num-env-runners 4 \
+        --storage-path s3://BUCKET/gapray/ray_results --tracking-uri http://localhost:5000
+
+``--search-lrs`` grid-searches the actor/critic learning rates (4 trials); ``--num-samples``
+repeats each. ``mlflow ui --backend-store-uri sqlite:///mlflow.db`` shows the runs.
+
+Results to expect
+-----------------
+A table of test accuracy / AUC / AP for GIL next to ``ones`` and ``mask`` (validation AUC
+alongside). The smoke test only shows the wiring (scores on 300 digits after 20 updates are
+near chance and differ run to run). The paper reports on PhysioNet 2012 mortality AUC 82.20
+(GIL) vs 82.00 (GIL-H) vs 81.14 (zero imputation) with a 1024-unit LSTM on a GPU, and on MNIST
+90 % MCAR accuracy 78.47 vs 78.44 vs 76.67: the differences are small, so compare over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from gapray.rl.gil_training import (
+    SMOKE_TEST,
+    GILDDPGSettings,
+    default_tracking_uri,
+    format_outcome,
+    run_gil_ddpg,
+)
+from gapray.sweep.settings import add_settings_arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_settings_arguments(parser, GILDDPGSettings)
+    parser.add_argument("--address", default="local", help="Ray address: local, auto, or ray://host:port")
+    parser.add_argument("--tracking-uri", default=default_tracking_uri(), help="MLflow tracking URI")
+    parser.add_argument("--storage-path", default="~/ray_results", help="Ray Tune storage (shared on a cluster)")
+    parser.add_argument("--num-samples", type=int, default=1, help="Tune samples (x4 with --search-lrs)")
+    parser.add_argument("--search-lrs", action="store_true", help="grid-search actor/critic learning rates")
+    parser.add_argument("--name", default=None, help="Tune experiment and MLflow parent run name")
+    parser.add_argument("--output", default=None, help="write the outcome as JSON here")
+    parser.add_argument("--smoke-test", action="store_true", help="tiny digits run to check the wiring")
+    args = vars(parser.parse_args(argv))
+    extra = {k: args.pop(k) for k in ("address", "tracking_uri", "storage_path", "num_samples", "search_lrs",
+                                       "name", "output", "smoke_test")}
+    if extra["smoke_test"]:
+        defaults = {f.name: f.default for f in dataclasses.fields(GILDDPGSettings)}
+        args.update({k: v for k, v in SMOKE_TEST.items() if args[k] == defaults[k]})
+    try:
+        settings = GILDDPGSettings(**args)
+        outcome = run_gil_ddpg(settings, tracking_uri=extra["tracking_uri"], storage_path=extra["storage_path"],
+                               address=extra["address"], num_samples=extra["num_samples"],
+                               search_lrs=extra["search_lrs"], name=extra["name"])
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"gil_ddpg: error: {error}", file=sys.stderr)
+        return 2
+    print(format_outcome(outcome))
+    if extra["output"]:
+        with open(extra["output"], "w") as handle:
+            json.dump(dataclasses.asdict(outcome), handle, indent=2, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
