@@ -264,7 +264,7 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
         projection_rng = torch.Generator().manual_seed(predictor_seed)
         self._projection = (torch.randn(zeta_width, self.config.zeta_dim, generator=projection_rng)
                             / math.sqrt(zeta_width)).to(self.config.device)
-        self.sampler = BatchSampler(self.task.train.y, self.config.batch_size, self.np_random,
+        self.sampler = BatchSampler(self.train_data.y.cpu().numpy(), self.config.batch_size, self.np_random,
                                     balanced=self.config.reward == "gil-d")
         self.steps_done = 0
         observation, mask = self._prepare_next_batch()
@@ -284,7 +284,7 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
                                 "learning_rate": self.session.scheduler.get_last_lr()[0]}
         difference = None
         if self.config.reward == "gil-d":
-            difference = float(distributional_difference(output.features.detach(), self.train_data.y[pending.index]))
+            difference = float(distributional_difference(output.features.detach(), pending.y))
             info["distributional_difference"] = difference
         reward = gil_reward(loss, difference, self.config.d_coefficient)
         self.steps_done += 1
@@ -315,7 +315,7 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
         self._pending = self.session.forward_for_update(self.sampler.next())
         with torch.no_grad():
             output, layout = self._pending.output, self.layout
-            observation = torch.index_select(self._static_rows, 0, self._pending.index).view(self.n_rows, -1)
+            observation = torch.index_select(self._static_rows, 0, self._pending.batch_index).view(self.n_rows, -1)
             zeta = output.zeta.detach().reshape(self.n_rows, -1)
             observation[:, layout.zeta] = torch.tanh(zeta @ self._projection)
             logits = output.logits if self.task.kind == "mlp" else self.session.predictor.step_logits(zeta)
@@ -345,9 +345,10 @@ class FlattenGILEnv(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarray])
     def __init__(self, env: GILEnv) -> None:
         super().__init__(env)
         obs, act = env.observation_space, env.action_space
+        assert isinstance(obs, spaces.Box) and isinstance(act, spaces.Box)
         self.observation_space = spaces.Box(obs.low.reshape(-1), obs.high.reshape(-1), dtype=np.float32)
         self.action_space = spaces.Box(act.low.reshape(-1), act.high.reshape(-1), dtype=np.float32)
-        self._action_shape = act.shape
+        self._action_shape: tuple[int, ...] = act.shape
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
         observation, info = self.env.reset(**kwargs)
@@ -359,4 +360,4 @@ class FlattenGILEnv(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarray])
             expected = int(np.prod(self._action_shape))
             raise ValueError(f"flattened GILEnv action has {action.size} values, expected {expected}")
         observation, reward, terminated, truncated, info = self.env.step(action.reshape(self._action_shape))
-        return observation.reshape(-1), reward, terminated, truncated, info
+        return observation.reshape(-1), float(reward), terminated, truncated, info

@@ -49,9 +49,9 @@ def test_spaces_rows_columns_and_finite_bounds(variant: str) -> None:
         # the mask columns are the batch's missing indicators, also handed out in info
         mask = observation[:, layout.mask]
         np.testing.assert_array_equal(mask, info["mask"])
-        expected = env.train_data.m[env._pending.index].reshape(rows, d).numpy()
+        expected = env.train_data.m[env._pending.batch_index].reshape(rows, d).numpy()
         np.testing.assert_array_equal(mask, expected)
-        x = env.train_data.x[env._pending.index].reshape(rows, d).numpy()
+        x = env.train_data.x[env._pending.batch_index].reshape(rows, d).numpy()
         np.testing.assert_array_equal(observation[:, layout.x], x)
         np.testing.assert_allclose(observation[:, layout.y_hat].sum(axis=1), 1.0, rtol=1e-5)
         observation, _, _, _, info = env.step(mask)
@@ -80,7 +80,7 @@ def test_reward_is_minus_the_batch_loss_after_the_update_and_episode_truncates()
     env = GILEnv(MLP)
     env.reset(seed=0)
     for step in range(1, MLP["horizon"] + 1):
-        index = env._pending.index
+        index = env._pending.batch_index
         observation, reward, terminated, truncated, info = env.step(np.ones(env.action_space.shape, np.float32))
         loss_after, _ = env.session.evaluate_batch(index)
         assert reward < 0 and reward == pytest.approx(-info["loss"]) and info["loss"] == pytest.approx(loss_after)
@@ -91,7 +91,7 @@ def test_reward_is_minus_the_batch_loss_after_the_update_and_episode_truncates()
 def test_reference_reward_timing_uses_the_loss_before_the_update() -> None:
     env = GILEnv({**MLP, "reward_timing": "before_update"})
     env.reset(seed=0)
-    index = env._pending.index
+    index = env._pending.batch_index
     _, reward, _, _, info = env.step(np.ones(env.action_space.shape, np.float32))
     loss_after, _ = env.session.evaluate_batch(index)
     assert reward == pytest.approx(-info["loss_before_update"]) and reward != pytest.approx(-loss_after)
@@ -103,7 +103,7 @@ def test_gil_d_reward_adds_c_times_d_on_label_balanced_batches(data_dir: Path) -
     env = GILEnv(config)
     assert env.observation_space.shape == (8 * 48, 2 * 35 + 8 + 2)
     env.reset(seed=0)
-    labels = env.train_data.y[env._pending.index].numpy()
+    labels = env.train_data.y[env._pending.batch_index].numpy()
     np.testing.assert_array_equal(np.sort(labels), [0, 0, 0, 0, 1, 1, 1, 1])
     _, reward, _, _, info = env.step(np.ones(env.action_space.shape, np.float32))
     assert reward == pytest.approx(-info["loss"] + 10.0 * info["distributional_difference"])

@@ -110,9 +110,11 @@ def _mask_images(images: TimeSeriesDataset, pattern: MissingPattern, rate: float
 
 def _image_task(name: str, images: TimeSeriesDataset, pattern: MissingPattern, rate: float, seed: int,
                 split_seed: int) -> GILTask:
+    if images.y is None:
+        raise DatasetError(f"{name}: the loader returned no labels")
     masked = _mask_images(images, pattern, rate, seed)
-    train, val, test = _three_way_split(len(masked), masked.y, (0.2, 0.2), split_seed)
-    n_classes = int(masked.y.max()) + 1
+    train, val, test = _three_way_split(len(masked), images.y, (0.2, 0.2), split_seed)
+    n_classes = int(images.y.max()) + 1
     return GILTask(name, masked.subset(train), masked.subset(val), masked.subset(test), "mlp", n_classes)
 
 
@@ -135,8 +137,8 @@ def physionet_task(root: str | os.PathLike[str] | None = None, split_seed: int =
         raise DatasetError("PhysioNet 2012: the loader returned no labels (In-hospital_death)")
     train, val, test = _three_way_split(len(data), data.y, (0.1, 0.1), split_seed)
     scaler = Standardizer.fit(data.subset(train))
-    parts = [scaler.transform(data.subset(index)) for index in (train, val, test)]
-    return GILTask("physionet2012", *parts, kind="lstm", n_classes=2)
+    train_ds, val_ds, test_ds = (scaler.transform(data.subset(index)) for index in (train, val, test))
+    return GILTask("physionet2012", train_ds, val_ds, test_ds, kind="lstm", n_classes=2)
 
 
 def as_sequences(task: GILTask, steps: int) -> GILTask:

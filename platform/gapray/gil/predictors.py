@@ -64,7 +64,7 @@ class MLPPredictor(nn.Module):
         self.output = nn.Linear(widths[-1], n_classes)
 
     @property
-    def encoder_weight(self) -> nn.Parameter:
+    def encoder_weight(self) -> torch.Tensor:
         return self.encoder.weight
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
@@ -114,7 +114,7 @@ class LSTMPredictor(nn.Module):
         self.output = nn.Linear(hidden_size, n_classes)
 
     @property
-    def encoder_weight(self) -> nn.Parameter:
+    def encoder_weight(self) -> torch.Tensor:
         return self.weight_ih
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
@@ -123,6 +123,7 @@ class LSTMPredictor(nn.Module):
         ``importance`` ``[B, T, d]`` switches on Eq. 4 (inputs ``[x*a, x*(1-a)]``, weights
         ``[W, W.detach()]``)."""
         batch, steps, _ = x.shape
+        weight_ih: torch.Tensor
         if importance is None:
             inputs, weight_ih = x, self.weight_ih
         else:

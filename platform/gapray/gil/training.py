@@ -146,7 +146,7 @@ class BatchSampler:
 class PendingUpdate(NamedTuple):
     """A forward pass that waits for its importance (see :meth:`PredictorSession.update`)."""
 
-    index: torch.Tensor
+    batch_index: torch.Tensor
     x: torch.Tensor
     lengths: torch.Tensor | None
     y: torch.Tensor
@@ -259,14 +259,14 @@ class GILTrainer:
         train, val, test = (to_tensors(ds, task.kind, placeholder, cfg.device)
                             for ds in (task.train, task.val, task.test))
         session = PredictorSession(seeded_predictor(task, cfg, cfg.seed), train, cfg)
-        sampler = BatchSampler(task.train.y, cfg.batch_size, np.random.default_rng(cfg.seed))
+        sampler = BatchSampler(train.y.cpu().numpy(), cfg.batch_size, np.random.default_rng(cfg.seed))
         generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
         best_score, best_state, best_step, history = -np.inf, None, cfg.steps, []
         started = time.perf_counter()
         quiet = not progress or os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false")
         for step in tqdm(range(1, cfg.steps + 1), desc=f"gil {task.name} {policy}", disable=quiet):
             pending = session.forward_for_update(sampler.next())
-            importance = policy_fn(pending.deferred.input, train.m[pending.index], generator)
+            importance = policy_fn(pending.deferred.input, train.m[pending.batch_index], generator)
             loss = session.update(pending, importance)
             if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
                 val_scores = session.scores(val)
