@@ -66,6 +66,11 @@ def run_task_grid(part: str, settings: list[dict[str, Any]], methods: list[str],
     payload: dict[str, Any] = {"part": part, "config": dataclasses.asdict(config), "seeds": seeds,
                                "machine": f"{platform.machine()} CPU, torch threads {torch.get_num_threads()}",
                                "paper": PAPER.get(settings[0]["dataset"], ""), "rows": []}
+    previous = RESULTS / f"gil_{part}.json"
+    if previous.exists():  # keep rows of other methods from an earlier invocation with the same config
+        earlier = json.loads(previous.read_text())
+        if earlier.get("config") == payload["config"]:
+            payload["rows"] = [r for r in earlier["rows"] if r["method"] not in methods]
     for setting in settings:
         for method in methods:
             runs = []
@@ -200,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lstm-hidden-size", type=int, default=64)
     parser.add_argument("--mnist-hidden", type=int, nargs="+", default=[500, 500])
     parser.add_argument("--deari-epochs", type=int, default=10, help="epochs of the deari-impute row")
+    parser.add_argument("--deari-hidden-size", type=int, default=108, help="hidden size of the deari-impute row")
     parser.add_argument("--rounds", type=int, default=7, help="throughput: interleaved rounds")
     parser.add_argument("--block", type=int, default=10, help="throughput: steps per block")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
@@ -209,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     for module in args.extra_rows:
         importlib.import_module(module)
-    register_method("deari-impute", imputed_method("deari", epochs=args.deari_epochs))
+    register_method("deari-impute", imputed_method("deari", epochs=args.deari_epochs,
+                                                   hidden_size=args.deari_hidden_size))
     if args.quick:
         args.seeds, args.rates, args.physionet_steps, args.mnist_steps = [0], [0.5], 30, 30
         args.lstm_hidden_size, args.mnist_hidden, args.rounds, args.block = 16, [32, 32], 2, 3
