@@ -3,6 +3,8 @@ explicit per-sample (and per-step) gradients from torch.func.vmap(grad)."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch.func import functional_call, grad, vmap
@@ -116,3 +118,23 @@ def test_deferred_importance_rejects_wrong_shape_and_second_application() -> Non
     assert torch.equal(deferred.input, torch.full((2, 3), 0.5))
     with pytest.raises(RuntimeError, match="already applied"):
         deferred.apply(torch.ones(2, 3))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lstm"])
+def test_session_update_is_the_same_with_and_without_the_deferred_forward(kind: str) -> None:
+    from gapray.gil.predictors import build_predictor
+    from gapray.gil.training import PredictorSession, TaskTensors, TrainingConfig, deferred_importance_is_exact
+
+    torch.manual_seed(3)
+    shape = (20, D) if kind == "mlp" else (20, 4, D)
+    data = TaskTensors(torch.randn(shape), torch.ones(shape), torch.randint(0, C, (20,)),
+                       None if kind == "mlp" else torch.full((20,), 4))
+    predictor = build_predictor(kind, D, C, hidden_sizes=(7,), lstm_hidden_size=3)
+    assert deferred_importance_is_exact(predictor, data)  # true on CPU: the fast path is used
+    sessions = [PredictorSession(copy.deepcopy(predictor), data, TrainingConfig(), deferred=flag)
+                for flag in (True, False)]
+    importance = torch.rand(shape)
+    for session in sessions:
+        session.update(session.forward_for_update(torch.arange(8)), importance[:8])
+    for a, b in zip(sessions[0].predictor.parameters(), sessions[1].predictor.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

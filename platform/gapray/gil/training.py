@@ -158,12 +158,16 @@ class PendingUpdate(NamedTuple):
 class PredictorSession:
     """A predictor, its optimiser and its training data; one importance-weighted update at a time."""
 
-    def __init__(self, predictor: Predictor, train: TaskTensors, config: TrainingConfig) -> None:
+    def __init__(self, predictor: Predictor, train: TaskTensors, config: TrainingConfig,
+                 deferred: bool | None = None) -> None:
         self.predictor, self.train, self.config = predictor, train, config
         self.optimizer = torch.optim.Adam(predictor.parameters(), lr=config.learning_rate)
         factor = config.lr_decay_rate ** (1.0 / config.lr_decay_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: factor ** step)
         self.steps_done = 0
+        self.deferred = deferred_importance_is_exact(predictor, train) if deferred is None else deferred
+        """Reuse the observation's forward pass for the update (:class:`DeferredImportance`);
+        when False, :meth:`update` runs a fresh split forward (Eq. 4) instead."""
 
     def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         lengths = None if self.train.lengths is None else self.train.lengths[index]
@@ -180,9 +184,13 @@ class PredictorSession:
     def update(self, pending: PendingUpdate, importance: torch.Tensor) -> float:
         """Apply ``importance`` (shape of the batch input) per GIL Eq. 4, back-propagate, step
         Adam and the schedule. Returns the batch loss before the update."""
-        pending.deferred.apply(importance)
         self.optimizer.zero_grad(set_to_none=True)
-        pending.loss.backward()
+        if self.deferred:
+            pending.deferred.apply(importance)
+            pending.loss.backward()
+        else:
+            logits = self.predictor(pending.x, pending.lengths, importance=importance).logits
+            F.cross_entropy(logits, pending.y).backward()
         self.optimizer.step()
         self.scheduler.step()
         self.steps_done += 1
@@ -209,6 +217,28 @@ class PredictorSession:
     def scores(self, data: TaskTensors) -> dict[str, float]:
         """Accuracy, ROC AUC and AP (:func:`gapray.metrics.classification_scores`)."""
         return classification_scores(data.y.cpu().numpy(), self.predict_proba(data))
+
+
+def deferred_importance_is_exact(predictor: Predictor, train: TaskTensors, rows: int = 3) -> bool:
+    """Whether :class:`DeferredImportance` gives the split forward's encoder gradient on this
+    predictor's device and kernels (a kernel that copies its input would silently drop the
+    importance). Checked once on a few training rows with a throw-away copy of the predictor."""
+    probe = copy.deepcopy(predictor)
+    x, y = train.x[:rows], train.y[:rows]
+    lengths = None if train.lengths is None else train.lengths[:rows]
+    importance = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)).to(x.device)
+    grads = []
+    for deferred in (True, False):
+        probe.zero_grad(set_to_none=True)
+        if deferred:
+            buffer = DeferredImportance(x)
+            logits = probe(buffer.input, lengths).logits
+            buffer.apply(importance)
+        else:
+            logits = probe(x, lengths, importance=importance).logits
+        F.cross_entropy(logits, y).backward()
+        grads.append(probe.encoder_weight.grad.detach().clone())
+    return bool(torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6))
 
 
 def seeded_predictor(task: GILTask, config: TrainingConfig, seed: int) -> Predictor:
