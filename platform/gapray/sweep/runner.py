@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from gapray.data import Split, imputation_split
+from gapray.sweep.callbacks import CloseTrialRunCallback
 from gapray.sweep.resources import ResourceError, TrialResources, alive_node_resources, choose_trial_resources
 from gapray.sweep.settings import SweepSettings
 from gapray.sweep.space import SMOKE_SPACE, SweepSpace, param_space
@@ -281,6 +282,7 @@ def run_sweep(
                 run_config=tune.RunConfig(
                     name=name, storage_path=run_settings.storage_path,
                     failure_config=tune.FailureConfig(max_failures=run_settings.max_failures),
+                    callbacks=[CloseTrialRunCallback(settings.tracking_uri, experiment_id, parent_run_id)],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     verbose=1,
                 ),

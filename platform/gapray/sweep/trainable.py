@@ -27,6 +27,8 @@ from gapray.sweep.space import config_from_params
 from gapray.tracking import TrialRun, numeric_metrics
 
 MODEL_FILE = "model.pt"
+PLOT_EVERY = 10
+"""A Bayesian trial redraws its uncertainty plot after epoch 1, every this many epochs, and at the end."""
 
 
 def import_object(spec: str) -> Any:
@@ -110,6 +112,7 @@ def train_imputer(config: dict[str, Any], *, split: Split, context: TrialContext
         model = model_class(model_config)
     node_id = ray.get_runtime_context().get_node_id()
     max_epochs = int(getattr(model_config, "epochs", 0) or 0)
+    bayesian = bool(getattr(model_config, "bayesian", False))
     last: dict[str, float] = {}
 
     def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
@@ -117,6 +120,9 @@ def train_imputer(config: dict[str, Any], *, split: Split, context: TrialContext
         last.update(values)
         run.log_epoch(values, epoch)
         report = {**values, "epoch": epoch, "node_id": node_id, "mlflow_run_id": run.run_id}
+        # ASHA may end this process after any report, so the plot is refreshed along the way.
+        if bayesian and (epoch == 1 or epoch % PLOT_EVERY == 0 or epoch == max_epochs):
+            _log_uncertainty_plot(run, model, split.val)
         if epoch % context.checkpoint_every == 0 or epoch == max_epochs:
             with tempfile.TemporaryDirectory() as folder:
                 model.save(Path(folder) / MODEL_FILE)
@@ -125,6 +131,6 @@ def train_imputer(config: dict[str, Any], *, split: Split, context: TrialContext
             tune.report(report)
 
     model.fit(split.train, split.val, epoch_callback=on_epoch)
-    if getattr(model_config, "bayesian", False):
+    if bayesian:  # with the best weights fit() leaves in the model
         _log_uncertainty_plot(run, model, split.val)
     run.finish(last)
