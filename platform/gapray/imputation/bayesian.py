@@ -153,6 +153,7 @@ class GaussianWeight(nn.Module):
         self.mu = nn.Parameter(torch.empty(shape))
         self.rho = nn.Parameter(torch.empty(shape))
         self.eps: torch.Tensor | None = None
+        self._direction_major: torch.Tensor | None = None  # inference-only cache of the draw
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -177,16 +178,34 @@ class GaussianWeight(nn.Module):
         self.eps = torch.randn(
             (n_samples, *self.mu.shape), generator=generator, dtype=self.mu.dtype, device=self.mu.device
         )
+        self._direction_major = None
 
     def clear(self) -> None:
         """Back to frozen: the mean acts as the weight."""
         self.eps = None
+        self._direction_major = None
 
     def samples(self) -> torch.Tensor:
         """``[K, *shape]`` sampled weights (Eqs. 22-24); requires an active draw."""
         if self.eps is None:
             raise RuntimeError("no weight draw is active: use gapray.imputation.bayesian.sampled_weights(...)")
         return sample_gaussian_weight(self.mu, self.rho, self.eps)
+
+    def direction_major(self) -> torch.Tensor:
+        """The sampled weights ``[n_dir, a, b]``-shaped parameter as ``[n_dir * K, a, b]``
+        (direction-major, for one ``baddbmm`` over directions and samples).
+
+        Without autograd (inference) the result is cached for the draw, so a recurrence reuses it
+        at every step; with autograd it is rebuilt per call so each step keeps its own graph
+        edge to ``mu`` and ``rho``.
+        """
+        if self._direction_major is not None and not torch.is_grad_enabled():
+            return self._direction_major
+        samples = self.samples()
+        batched = samples.transpose(0, 1).reshape(-1, *samples.shape[2:])
+        if not torch.is_grad_enabled():
+            self._direction_major = batched
+        return batched
 
     def kl(self) -> torch.Tensor:
         """``KL(q || prior)``: closed form for the Gaussian prior; Monte Carlo for the scale
@@ -281,8 +300,7 @@ class BayesianRecurrentCell(nn.Module):
                 f"{type(self).__name__}: a batch of {rows} rows is not {k} weight samples x a batch; "
                 "repeat the batch with repeat_for_samples(x, n_samples)"
             )
-        w = weight.samples().transpose(0, 1).reshape(n_dir * k, width, -1)
-        b = bias.samples().transpose(0, 1).reshape(n_dir * k, 1, -1)
+        w, b = weight.direction_major(), bias.direction_major()
         return torch.baddbmm(b, x.reshape(n_dir * k, rows // k, width), w).reshape(n_dir, rows, -1)
 
     def _check_input(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:

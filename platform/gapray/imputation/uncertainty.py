@@ -155,6 +155,35 @@ def conformal_quantile(scores: np.ndarray, level: float = 0.9) -> float:
     return math.inf if rank > n else float(scores[rank - 1])
 
 
+def distance_to_observation(mask: np.ndarray) -> np.ndarray:
+    """Steps from each entry to the nearest observed entry of the same record and feature, in
+    either direction (0 where observed; ``T`` for a feature never observed in the record).
+
+    ``mask`` ``[N, T, D]`` is the observation mask the model sees (1 = observed)."""
+    observed = np.asarray(mask) > 0
+    n_steps = observed.shape[1]
+    forward = np.full(observed.shape, n_steps, dtype=np.int64)
+    backward = np.full(observed.shape, n_steps, dtype=np.int64)
+    last = np.full((observed.shape[0], observed.shape[2]), n_steps, dtype=np.int64)
+    for t in range(n_steps):
+        last = np.where(observed[:, t], 0, np.minimum(last + 1, n_steps))
+        forward[:, t] = last
+    last[:] = n_steps
+    for t in range(n_steps - 1, -1, -1):
+        last = np.where(observed[:, t], 0, np.minimum(last + 1, n_steps))
+        backward[:, t] = last
+    return np.minimum(forward, backward)
+
+
+GAP_EDGES = (1, 2, 4, 8, 16)
+"""Default gap-length bins: distance 1, 2-3, 4-7, 8-15, >= 16 steps to the nearest observation."""
+
+
+def gap_groups(mask: np.ndarray, edges: tuple[int, ...] = GAP_EDGES) -> np.ndarray:
+    """Bin index of :func:`distance_to_observation` (``np.digitize`` with ``edges``; 0 = observed)."""
+    return np.digitize(distance_to_observation(mask), edges)
+
+
 @dataclass(frozen=True)
 class ConformalScaler:
     """Split-conformal calibration of Monte Carlo standard deviations.
@@ -170,24 +199,58 @@ class ConformalScaler:
     """Nominal coverage the scaler was fitted for."""
     n_calibration: int
     """Number of validation entries the quantile was taken over."""
+    group_multipliers: tuple[tuple[int, float], ...] = ()
+    """Mondrian (group-conditional) multipliers ``(group, q_group)``, e.g. per gap-length bin;
+    groups with too few calibration entries fall back to :attr:`multiplier`."""
 
     @classmethod
     def fit(
-        cls, mean: np.ndarray, std: np.ndarray, target: np.ndarray, mask: np.ndarray, level: float = 0.9
+        cls,
+        mean: np.ndarray,
+        std: np.ndarray,
+        target: np.ndarray,
+        mask: np.ndarray,
+        level: float = 0.9,
+        groups: np.ndarray | None = None,
     ) -> ConformalScaler:
-        """Fit on the validation set's removed entries (``mask``)."""
+        """Fit on the validation set's removed entries (``mask``).
+
+        With ``groups`` (an int array like ``target``, e.g. :func:`gap_groups`), one quantile
+        per group as well (Mondrian conformal prediction, Vovk et al. 2005, ch. 4.5): coverage
+        then holds within each group, so intervals follow the error size of, say, long gaps.
+        """
         target = np.asarray(target, dtype=np.float64)
         m = _boolean_mask(mask, target.shape)
         sigma = np.maximum(np.asarray(std, dtype=np.float64)[m], STD_FLOOR)
         scores = np.abs(target[m] - np.asarray(mean, dtype=np.float64)[m]) / sigma
-        return cls(multiplier=conformal_quantile(scores, level), level=level, n_calibration=int(m.sum()))
+        per_group: list[tuple[int, float]] = []
+        if groups is not None:
+            labels = np.asarray(groups)[m]
+            for group in np.unique(labels):
+                q = conformal_quantile(scores[labels == group], level)
+                if np.isfinite(q):
+                    per_group.append((int(group), q))
+        return cls(conformal_quantile(scores, level), level, int(m.sum()), tuple(per_group))
 
-    def interval(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        half = self.multiplier * np.maximum(np.asarray(std), STD_FLOOR)
+    def multipliers(self, groups: np.ndarray | None = None) -> np.ndarray | float:
+        """The multiplier per entry (group-conditional when fitted with groups and given them)."""
+        if not self.group_multipliers or groups is None:
+            return self.multiplier
+        groups = np.asarray(groups)
+        out = np.full(groups.shape, self.multiplier, dtype=np.float64)
+        for group, q in self.group_multipliers:
+            out[groups == group] = q
+        return out
+
+    def interval(
+        self, mean: np.ndarray, std: np.ndarray, groups: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        half = self.multipliers(groups) * np.maximum(np.asarray(std), STD_FLOOR)
         return np.asarray(mean) - half, np.asarray(mean) + half
 
-    def calibrated_std(self, std: np.ndarray) -> np.ndarray:
-        return np.maximum(np.asarray(std), STD_FLOOR) * (self.multiplier / gaussian_quantile(self.level))
+    def calibrated_std(self, std: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        scale = np.asarray(self.multipliers(groups)) / gaussian_quantile(self.level)
+        return np.maximum(np.asarray(std), STD_FLOOR) * scale
 
 
 def interval_scores(
@@ -217,16 +280,22 @@ def calibrate_and_score(
     test_mask: np.ndarray,
     level: float = 0.9,
     test_samples: np.ndarray | None = None,
+    val_groups: np.ndarray | None = None,
+    test_groups: np.ndarray | None = None,
 ) -> tuple[ConformalScaler, dict[str, float]]:
     """Raw scores of ``test_prediction`` and, after fitting a :class:`ConformalScaler` on the
     validation prediction, calibrated scores (``calibrated_picp``, ``calibrated_width``,
-    ``calibrated_crps`` = Gaussian CRPS with the calibrated std)."""
-    scaler = ConformalScaler.fit(val_prediction["imputation"], val_prediction["std"], val_target, val_mask, level)
-    raw = interval_scores(test_prediction, test_target, test_mask, test_samples)
-    lower, upper = scaler.interval(test_prediction["imputation"], test_prediction["std"])
-    calibrated = interval_scores({"lower": lower, "upper": upper}, test_target, test_mask, prefix="calibrated_")
-    calibrated["calibrated_crps"] = gaussian_crps(
-        test_prediction["imputation"], scaler.calibrated_std(test_prediction["std"]), test_target, test_mask
+    ``calibrated_crps`` = Gaussian CRPS with the calibrated std). With ``val_groups`` and
+    ``test_groups`` also the group-conditional ``mondrian_*`` scores."""
+    scaler = ConformalScaler.fit(
+        val_prediction["imputation"], val_prediction["std"], val_target, val_mask, level, val_groups
     )
-    calibrated["conformal_multiplier"] = scaler.multiplier
-    return scaler, {**raw, **calibrated}
+    mean, std = test_prediction["imputation"], test_prediction["std"]
+    scores = interval_scores(test_prediction, test_target, test_mask, test_samples)
+    variants = [("calibrated_", None)] + ([("mondrian_", test_groups)] if test_groups is not None else [])
+    for prefix, groups in variants:
+        lower, upper = scaler.interval(mean, std, groups)
+        scores.update(interval_scores({"lower": lower, "upper": upper}, test_target, test_mask, prefix=prefix))
+        scores[f"{prefix}crps"] = gaussian_crps(mean, scaler.calibrated_std(std, groups), test_target, test_mask)
+    scores["conformal_multiplier"] = scaler.multiplier
+    return scaler, scores
