@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from gapray.cli import main as gapray_main
+from gapray.cli import COMMAND_MODULES
 from gapray.data.dataset import DatasetError
+from gapray.gil import cli as gil_cli
 from gapray.gil.baselines import build_imputer, impute_task
 from gapray.gil.datasets import as_sequences, digits_task, mar_mask, physionet_task
 from gapray.gil.methods import METHODS
@@ -135,10 +137,20 @@ def test_mean_and_brits_imputation_fill_every_missing_value(digits: object) -> N
     assert {"zero-impute (ones)", "mean-impute", "deari-impute"} <= set(METHODS)
 
 
+def _gil_parser() -> argparse.ArgumentParser:
+    """Only this area's commands (``gapray.cli.build_parser`` imports every area's modules)."""
+    parser = argparse.ArgumentParser(prog="gapray")
+    gil_cli.add_commands(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
 def test_cli_prints_scores_as_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code = gapray_main(["gil", "evaluate", "--policy", "mask", "--dataset", "digits", "--steps", "20",
-                        "--hidden-sizes", "16", "--eval-every", "0"])
-    assert code == 0
+    assert "gapray.gil.cli" in COMMAND_MODULES
+    args = _gil_parser().parse_args(["gil", "evaluate", "--policy", "mask", "--dataset", "digits", "--steps", "20",
+                                     "--hidden-sizes", "16", "--eval-every", "0"])
+    assert args.handler(args) == 0
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert scores["method"] == "mask" and {"accuracy", "auc", "ap"} <= set(scores)
-    assert gapray_main(["gil", "evaluate", "--dataset", "mnist", "--data-dir", "/nonexistent", "--steps", "1"]) == 2
+    args = _gil_parser().parse_args(["gil", "evaluate", "--dataset", "mnist", "--data-dir", "/nonexistent"])
+    with pytest.raises(FileNotFoundError, match="nonexistent"):
+        args.handler(args)
