@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mnist-hidden", type=int, nargs="+", default=[500, 500])
     parser.add_argument("--deari-epochs", type=int, default=10, help="epochs of the deari-impute row")
     parser.add_argument("--deari-hidden-size", type=int, default=108, help="hidden size of the deari-impute row")
+    parser.add_argument("--deari-layers", type=int, default=3, help="DEARI n_layers of the deari-impute row")
     parser.add_argument("--rounds", type=int, default=7, help="throughput: interleaved rounds")
     parser.add_argument("--block", type=int, default=10, help="throughput: steps per block")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     for module in args.extra_rows:
         importlib.import_module(module)
     register_method("deari-impute", imputed_method("deari", epochs=args.deari_epochs,
-                                                   hidden_size=args.deari_hidden_size))
+                                                   hidden_size=args.deari_hidden_size, n_layers=args.deari_layers))
     if args.quick:
         args.seeds, args.rates, args.physionet_steps, args.mnist_steps = [0], [0.5], 30, 30
         args.lstm_hidden_size, args.mnist_hidden, args.rounds, args.block = 16, [32, 32], 2, 3
