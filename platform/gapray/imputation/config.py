@@ -48,6 +48,9 @@ class BRITSConfig:
     """Encoder layers of the self-attention ``f_SA`` applied before pooling (Eq. 19)."""
     dml_attention_heads: int = 4
     """Heads of ``f_SA``; must divide ``hidden_size``."""
+    attention_feedforward: int = 2048
+    """Feed-forward width of every transformer encoder layer (PyTorch's default 2048 gives the
+    paper's 492,044 parameters per layer at hidden 108); smaller values make small tests fast."""
     lr: float = 5e-4
     """Adam learning rate (reference: 5e-4)."""
     weight_decay: float = 1e-5

@@ -47,12 +47,13 @@ class MetricLearningLoss(nn.Module):
     """
 
     def __init__(self, hidden_size: int, pooling: str = "cls", margin: float = 0.1, alpha: float = 2.0,
-                 beta: float = 50.0, base: float = 0.5, attention_layers: int = 1, attention_heads: int = 4) -> None:
+                 beta: float = 50.0, base: float = 0.5, attention_layers: int = 1, attention_heads: int = 4,
+                 attention_feedforward: int = 2048) -> None:
         super().__init__()
         pool_representation(torch.zeros(1, 1, 1), pooling)  # validates the name
         self.pooling = pooling
         self.cls_token = nn.Parameter(torch.randn(1, 1, hidden_size)) if pooling == "cls" else None
-        layer = nn.TransformerEncoderLayer(hidden_size, attention_heads, batch_first=True)
+        layer = nn.TransformerEncoderLayer(hidden_size, attention_heads, attention_feedforward, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, attention_layers, enable_nested_tensor=False)
         self.miner = miners.MultiSimilarityMiner(epsilon=margin)
         self.loss = losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)

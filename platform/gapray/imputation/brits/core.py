@@ -132,7 +132,8 @@ def make_metric_learning_head(config: BRITSConfig) -> MetricLearningLoss | None:
     return MetricLearningLoss(config.hidden_size, pooling=config.dml_pooling, margin=config.dml_margin,
                               alpha=config.dml_alpha, beta=config.dml_beta, base=config.dml_base,
                               attention_layers=config.dml_attention_layers,
-                              attention_heads=config.dml_attention_heads)
+                              attention_heads=config.dml_attention_heads,
+                              attention_feedforward=config.attention_feedforward)
 
 
 class BRITSCore(nn.Module):

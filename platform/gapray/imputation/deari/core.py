@@ -53,11 +53,11 @@ class AttentionInitialState(nn.Module):
     (feed-forward 2048, dropout 0.1): 492,044 parameters each for hidden 108 and 4 heads.
     """
 
-    def __init__(self, hidden_size: int, mode: str, n_layers: int, n_heads: int) -> None:
+    def __init__(self, hidden_size: int, mode: str, n_layers: int, n_heads: int, feedforward: int = 2048) -> None:
         super().__init__()
         self.mode = mode
         self.cls_token = nn.Parameter(torch.randn(1, 1, hidden_size)) if mode == "cls" else None
-        layer = nn.TransformerEncoderLayer(hidden_size, n_heads, batch_first=True)
+        layer = nn.TransformerEncoderLayer(hidden_size, n_heads, feedforward, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
@@ -74,7 +74,7 @@ class DEARICore(nn.Module):
         self.initial_states = nn.ModuleList(
             nn.ModuleList(
                 AttentionInitialState(config.hidden_size, config.attention_init, config.attention_layers,
-                                      config.attention_heads)
+                                      config.attention_heads, config.attention_feedforward)
                 for _direction in range(2)
             )
             for _ in range(config.n_layers - 1)

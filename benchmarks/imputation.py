@@ -1,0 +1,256 @@
+"""Imputation benchmark (issue 3): DEARI Table 1 rows and PyPOTS 1.5's BRITS on the same split.
+
+How to run this script::
+
+    # PhysioNet set-a, deari protocol, 10 % mask, fold 0, every model, 10 minutes each
+    python benchmarks/imputation.py --data-dir ../shared/data --max-minutes 10
+    # all five folds, only BRITS-GRU and DEARI, at most 50 epochs
+    python benchmarks/imputation.py --folds 5 --models brits-gru,deari --epochs 50
+    # Beijing air (stacked 1461 x 24 x 132), batch 128
+    python benchmarks/imputation.py --dataset beijing-air --models mean,locf,brits-gru,deari
+    # rebuild the markdown table from every results/imputation_*.json
+    python benchmarks/imputation.py --report
+
+Each run writes ``benchmarks/results/imputation_<tag>.json`` and rebuilds
+``benchmarks/results/imputation.md`` from all such files. ``pypots-brits`` trains PyPOTS 1.5's
+BRITS (``pip install pypots==1.5``; hidden 108, same Adam settings, batch, patience and split)
+for the number of epochs that fits the same time budget as ours; ``throughput`` times one
+training epoch of our BRITS-LSTM and PyPOTS BRITS alternately (no validation) and reports the
+ratio of samples per second.
+
+Results to expect: DEARI Table 1 (PhysioNet 10 %): BRITS-LSTM 0.2629, BRITS-GRU 0.2564,
+DEARI 0.2412, DEARI-DML 0.2408 MAE after up to 300 epochs on a GPU. On a shared 2-core CPU
+with a budget of minutes per model the recurrent models run tens of epochs and DEARI (four
+2048-wide transformer encoder layers per extra layer) only a few, so expect higher MAE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform as stdlib_platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gapray.data.loaders import load_dataset
+from gapray.data.splits import Split, imputation_split
+from gapray.imputation import BRITS, BRITSConfig
+from gapray.imputation.experiment import BATCH_SIZES, MODEL_NAMES, build_model, fit_and_score
+from gapray.metrics import masked_mae, masked_mre
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PAPER_MAE = {  # DEARI Table 1, 10 % mask
+    "physionet2012": {"brits-lstm": 0.2629, "brits-gru": 0.2564, "brits-dml": 0.2561, "deari": 0.2412,
+                      "deari-dml": 0.2408},
+    "beijing-air": {"brits-lstm": 0.1203, "brits-gru": 0.1062, "brits-dml": 0.1065, "deari": 0.1089,
+                    "deari-dml": 0.1080},
+}
+EXTRA_MODELS = ("pypots-brits", "throughput")
+
+
+def _quiet_pypots() -> None:
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pypots").setLevel(logging.ERROR)
+
+
+def pypots_brits(split: Split, hidden: int, batch_size: int, epochs: int, patience: int, seed: int,
+                 with_val: bool = True) -> tuple[Any, float]:
+    """Fit PyPOTS 1.5 BRITS with our training settings; returns (model, fit seconds)."""
+    _quiet_pypots()
+    from pypots.imputation import BRITS as PyPOTSBRITS
+    from pypots.optim import Adam
+    from pypots.utils.random import set_random_seed
+
+    set_random_seed(seed)
+    cfg = BRITSConfig()
+    model = PyPOTSBRITS(n_steps=split.train.n_steps, n_features=split.train.n_features, rnn_hidden_size=hidden,
+                        batch_size=batch_size, epochs=epochs,
+                        patience=min(patience, epochs) if with_val else None,
+                        optimizer=Adam(lr=cfg.lr, weight_decay=cfg.weight_decay), device="cpu",
+                        saving_path=None, model_saving_strategy=None, verbose=False)
+    val = {"X": split.val.X, "X_ori": split.val.X_ori} if with_val else None
+    start = time.perf_counter()
+    model.fit({"X": split.train.X}, val)
+    return model, time.perf_counter() - start
+
+
+def measure_throughput(split: Split, hidden: int, batch_size: int, rounds: int) -> dict[str, Any]:
+    """One training epoch (no validation) of ours and PyPOTS's BRITS-LSTM, alternating; median samples/s."""
+    n = len(split.train)
+    warm = Split(train=split.train.subset(np.arange(min(n, 2 * batch_size))), val=split.val, test=split.test,
+                 standardizer=split.standardizer, protocol=split.protocol, fold=split.fold)
+    BRITS(BRITSConfig(hidden_size=hidden, batch_size=batch_size, epochs=1)).fit(warm.train)  # warm-up, not timed
+    pypots_brits(warm, hidden, batch_size, epochs=1, patience=1, seed=0, with_val=False)
+    ours, theirs = [], []
+    for r in range(rounds):
+        model = BRITS(BRITSConfig(hidden_size=hidden, batch_size=batch_size, epochs=1, seed=r))
+        start = time.perf_counter()
+        model.fit(split.train)
+        ours.append(n / (time.perf_counter() - start))
+        _, seconds = pypots_brits(split, hidden, batch_size, epochs=1, patience=1, seed=r, with_val=False)
+        theirs.append(n / seconds)
+    result = {"ours_samples_per_second": statistics.median(ours),
+              "pypots_samples_per_second": statistics.median(theirs),
+              "ours_rounds": ours, "pypots_rounds": theirs, "hidden_size": hidden, "batch_size": batch_size,
+              "n_train": n}
+    result["ratio"] = result["ours_samples_per_second"] / result["pypots_samples_per_second"]
+    return result
+
+
+def run_pypots_row(split: Split, hidden: int, batch_size: int, epochs: int, patience: int, seed: int,
+                   max_minutes: float | None, throughput: dict[str, Any] | None) -> dict[str, Any]:
+    """PyPOTS BRITS with early stopping; its epoch count is capped so it fits the same time budget."""
+    if max_minutes is not None:
+        rate = throughput["pypots_samples_per_second"] if throughput else None
+        if rate is None:
+            _, seconds = pypots_brits(split, hidden, batch_size, epochs=1, patience=1, seed=seed, with_val=False)
+            rate = len(split.train) / seconds
+        per_epoch = len(split.train) / rate * 1.1  # + validation
+        epochs = max(1, min(epochs, int(max_minutes * 60 / per_epoch)))
+    model, fit_seconds = pypots_brits(split, hidden, batch_size, epochs, patience, seed)
+    imputation = model.predict({"X": split.test.X})["imputation"]
+    mask = split.test.indicating_mask
+    target = split.test.X_ori
+    return {"mae": masked_mae(imputation, target, mask), "mre": masked_mre(imputation, target, mask),
+            "fit_seconds": fit_seconds, "samples_per_second": None, "epochs_budget": epochs,
+            "note": "PyPOTS 1.5 BRITS (LSTM), epochs capped to the time budget"}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    options: dict[str, Any] = {"progress": False} if args.dataset == "physionet2012" else {}
+    if args.dataset == "beijing-air":
+        options["per_station"] = args.per_station
+    dataset = load_dataset(args.dataset, args.data_dir, **options)
+    batch_size = args.batch_size or BATCH_SIZES.get(args.dataset, 128)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = set(models) - set(MODEL_NAMES) - set(EXTRA_MODELS)
+    if unknown:
+        raise SystemExit(f"unknown models {sorted(unknown)}; known: {MODEL_NAMES + EXTRA_MODELS}")
+    max_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
+    record: dict[str, Any] = {
+        "dataset": dataset.name, "shape": list(dataset.X.shape), "protocol": args.protocol,
+        "mask_rate": args.mask_rate, "seed": args.seed, "epochs": args.epochs, "max_minutes": args.max_minutes,
+        "batch_size": batch_size, "hidden_size": args.hidden_size, "threads": args.threads,
+        "torch": torch.__version__, "python": stdlib_platform.python_version(), "cpu_count": os.cpu_count(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": " ".join(sys.argv),
+        "rows": [], "throughput": None,
+    }
+    out = Path(args.out_dir) / f"imputation_{args.tag}.json"
+    for fold in range(args.folds):
+        split = imputation_split(dataset, protocol=args.protocol, rate=args.mask_rate, seed=args.seed, fold=fold)
+        print(f"fold {fold}: train {len(split.train)} val {len(split.val)} test {len(split.test)}", flush=True)
+        for name in models:
+            start = time.perf_counter()
+            if name == "throughput":
+                record["throughput"] = measure_throughput(split, args.hidden_size, batch_size, args.throughput_rounds)
+                print(json.dumps({"throughput": record["throughput"]}), flush=True)
+                continue
+            if name == "pypots-brits":
+                row = run_pypots_row(split, args.hidden_size, batch_size, args.epochs, args.patience, args.seed,
+                                     args.max_minutes, record["throughput"])
+            else:
+                model = build_model(name, seed=args.seed, epochs=args.epochs, batch_size=batch_size,
+                                    hidden_size=args.hidden_size, patience=args.patience, max_seconds=max_seconds)
+                row = fit_and_score(model, split)
+                if row.get("epochs"):
+                    row["stopped_by"] = "early stopping" if row["early_stopped"] else (
+                        "epoch limit" if row["epochs"] >= args.epochs else "time budget")
+            row.update({"model": name, "fold": fold, "wall_seconds": time.perf_counter() - start,
+                        "paper_mae": PAPER_MAE.get(args.dataset.split("-per")[0], {}).get(name)})
+            record["rows"].append(row)
+            print(json.dumps(row), flush=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(record, indent=1, default=_json_default))
+    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out.write_text(json.dumps(record, indent=1, default=_json_default))
+    return record
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value).__name__)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def write_report(out_dir: Path) -> Path:
+    """Markdown table over every ``imputation_*.json`` in ``out_dir``."""
+    lines = ["# Imputation benchmark", "",
+             "Generated by `benchmarks/imputation.py` from the `imputation_*.json` files beside this one.",
+             "MAE/MRE on the held-out entries of the test fold (standardised units); "
+             "samples/s = training samples per second (median over epochs, validation excluded).", ""]
+    for path in sorted(out_dir.glob("imputation_*.json")):
+        record = json.loads(path.read_text())
+        lines += [f"## {record['dataset']} `{path.name}`", "",
+                  f"Command: `{record['command']}`  ", f"Started {record['started']}, finished "
+                  f"{record.get('finished', '(running or interrupted)')}; protocol {record['protocol']}, "
+                  f"mask {record['mask_rate']}, seed {record['seed']}, batch {record['batch_size']}, hidden "
+                  f"{record['hidden_size']}, torch threads {record['threads']}, epoch limit {record['epochs']}, "
+                  f"time budget {record['max_minutes']} min per model.", "",
+                  "| model | fold | MAE | MRE | paper MAE | epochs run | best epoch | stopped by | fit s | samples/s |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for row in record["rows"]:
+            epochs = row.get("epochs", row.get("epochs_budget"))
+            lines.append(f"| {row['model']} | {row['fold']} | {_fmt(row['mae'])} | {_fmt(row['mre'])} | "
+                         f"{_fmt(row.get('paper_mae'))} | {_fmt(epochs)} | {_fmt(row.get('best_epoch'))} | "
+                         f"{row.get('stopped_by', row.get('note', '-'))} | {_fmt(row['fit_seconds'], 1)} | "
+                         f"{_fmt(row.get('samples_per_second'), 1)} |")
+        if record.get("throughput"):
+            t = record["throughput"]
+            lines += ["", f"Training throughput, BRITS-LSTM hidden {t['hidden_size']}, batch {t['batch_size']}, "
+                          f"{t['n_train']} samples, one epoch each, alternating: ours "
+                          f"{t['ours_samples_per_second']:.1f} samples/s, PyPOTS 1.5 "
+                          f"{t['pypots_samples_per_second']:.1f} samples/s, **ratio {t['ratio']:.2f}x**."]
+        lines.append("")
+    report = out_dir / "imputation.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--dataset", default="physionet2012", choices=("physionet2012", "beijing-air", "traffic"))
+    parser.add_argument("--per-station", action="store_true", help="Beijing air: one sample per station")
+    parser.add_argument("--models", default="mean,locf,throughput,brits-lstm,brits-gru,pypots-brits,deari,deari-dml")
+    parser.add_argument("--protocol", default="deari", choices=("deari", "pypots"))
+    parser.add_argument("--mask-rate", type=float, default=0.1)
+    parser.add_argument("--folds", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--max-minutes", type=float, default=None, help="training budget per model and fold")
+    parser.add_argument("--hidden-size", type=int, default=108)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
+    parser.add_argument("--throughput-rounds", type=int, default=2)
+    parser.add_argument("--tag", default=None, help="results file suffix (default: dataset)")
+    parser.add_argument("--out-dir", default=str(RESULTS))
+    parser.add_argument("--report", action="store_true", help="only rebuild the markdown table")
+    args = parser.parse_args()
+    if not args.report:
+        args.tag = args.tag or args.dataset
+        run(args)
+    print(write_report(Path(args.out_dir)))
+
+
+if __name__ == "__main__":
+    main()
