@@ -74,3 +74,17 @@ def test_resumed_sweep_reuses_its_parent_and_each_trial_keeps_one_child_run(mlfl
 def test_numeric_metrics_keeps_finite_numbers_only() -> None:
     metrics = {"a": 1, "b": 2.5, "c": True, "d": "x", "e": float("inf"), "f": None}
     assert numeric_metrics(metrics) == {"a": 1.0, "b": 2.5}
+
+
+def test_sweep_refuses_to_reuse_a_name_and_to_resume_nothing(mlflow_uri: str, tmp_path: Path) -> None:
+    from gapray.sweep import SweepError, SweepSettings, run_sweep
+
+    settings = SweepSettings(tracking_uri=mlflow_uri, storage_path=str(tmp_path), name="taken")
+    with pytest.raises(SweepError, match="no sweep 'taken'"):
+        run_sweep(SweepSettings(tracking_uri=mlflow_uri, storage_path=str(tmp_path), name="taken", resume=True))
+    with pytest.raises(SweepError, match="no unfinished sweep"):
+        run_sweep(SweepSettings(tracking_uri=mlflow_uri, storage_path=str(tmp_path), resume=True))
+    client = MlflowClient(mlflow_uri)
+    get_or_create_parent_run(client, ensure_experiment(mlflow_uri, "deari-sweep"), "taken")
+    with pytest.raises(SweepError, match="already exists.*--resume"):
+        run_sweep(settings)

@@ -240,6 +240,9 @@ def run_sweep(
         settings, name = _resume_settings(settings, client, experiment_id)
     else:
         name = _sweep_name(settings)
+        if find_parent_run(client, experiment_id, name) is not None:
+            raise SweepError(f"sweep {name!r} already exists in experiment {settings.experiment!r}: "
+                             "add --resume to continue it, or choose another --name")
     settings = dataclasses.replace(settings, storage_path=resolve_storage_path(settings.storage_path))
     run_settings = settings.effective()
     experiment_path = f"{run_settings.storage_path.rstrip('/')}/{name}"
