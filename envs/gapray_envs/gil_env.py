@@ -245,9 +245,13 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
                                             np.broadcast_to(high, (self.n_rows, self.layout.width)).astype(np.float32),
                                             dtype=np.float32)
         self.action_space = spaces.Box(0.0, 1.0, shape=(self.n_rows, d), dtype=np.float32)
+        # the fixed random projection of zeta (same for every episode, from the config seed)
+        zeta_width = cfg.hidden_sizes[0] if self.task.kind == "mlp" else cfg.lstm_hidden_size
+        projection_rng = torch.Generator().manual_seed(cfg.seed)
+        self._projection = (torch.randn(zeta_width, cfg.zeta_dim, generator=projection_rng)
+                            / math.sqrt(zeta_width)).to(cfg.device)
         self.session: PredictorSession | None = None
         self._pending: PendingUpdate | None = None
-        self._projection: torch.Tensor | None = None
         self._first_reset = True
 
     # --- episode control ---------------------------------------------------------------------
@@ -260,10 +264,6 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
         predictor_seed = int(self.np_random.integers(2**31 - 1))
         predictor = seeded_predictor(self.task, self.training, predictor_seed)
         self.session = PredictorSession(predictor, self.train_data, self.training)
-        zeta_width = predictor.encoder_weight.shape[0] // (4 if self.task.kind == "lstm" else 1)
-        projection_rng = torch.Generator().manual_seed(predictor_seed)
-        self._projection = (torch.randn(zeta_width, self.config.zeta_dim, generator=projection_rng)
-                            / math.sqrt(zeta_width)).to(self.config.device)
         self.sampler = BatchSampler(self.train_data.y.cpu().numpy(), self.config.batch_size, self.np_random,
                                     balanced=self.config.reward == "gil-d")
         self.steps_done = 0
@@ -311,7 +311,7 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def _prepare_next_batch(self) -> tuple[np.ndarray, np.ndarray]:
         """Forward the next batch (kept for its update) and build its observation rows."""
-        assert self.session is not None and self._projection is not None
+        assert self.session is not None
         self._pending = self.session.forward_for_update(self.sampler.next())
         with torch.no_grad():
             output, layout = self._pending.output, self.layout
