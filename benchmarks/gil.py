@@ -47,6 +47,21 @@ PAPER = {
 }
 
 
+NOTES = [
+    "- GIL-H (`a = m`) with a zero placeholder is *exactly* zero imputation: the encoder gradient "
+    "`Delta (x * m)^T` equals `Delta x^T` when missing entries are 0 (tested bit-for-bit in "
+    "`tests/gil/test_training.py`). It differs only through a non-zero placeholder, whose contribution `W_j xi` "
+    "the encoder then cannot learn to cancel. The MLP rows therefore repeat the zero-impute numbers (reference "
+    "placeholder 0); the LSTM rows use the reference 3 x max(train) = 3 x 129.1 = 387 on z-scored PhysioNet, which "
+    "saturates the gates.",
+    "- PhysioNet is z-scored with training statistics, so mean imputation equals zero imputation up to float "
+    "rounding of the training mean (~1e-8).",
+    "- Two rows of the paper are not reproduced here: GIL and GIL-D need the RL policy (DDPG helper; register "
+    "their rows with `gapray.gil.methods.register_method` and `--extra-rows`). DEARI imputation rows are added "
+    "only if the run had the time for them (DEARI training is the costliest part on this CPU).",
+]
+
+
 def _write(name: str, payload: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"gil_{name}.json").write_text(json.dumps(payload, indent=2))
@@ -188,6 +203,7 @@ def report() -> str:
                          f"{row['env_ms_per_step']:.1f} | {row['bare_ms_per_step']:.1f} | "
                          f"{row['env_steps_per_s']:.1f} | {row['ratio_env_over_bare']:.3f} |")
         lines.append("")
+    lines += ["## Notes", "", *NOTES, ""]
     text = "\n".join(lines)
     (RESULTS / "gil.md").write_text(text)
     return text
