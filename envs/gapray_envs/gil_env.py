@@ -303,11 +303,12 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
                              f"(rows x input features)")
         if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
             raise ValueError(f"GILEnv action must be numeric, got dtype {array.dtype}")
-        low, high = float(array.min()), float(array.max())
+        # a copy: the action may be a view of the observation (a = m), which must stay untouched
+        importance = torch.tensor(array, dtype=torch.float32)
+        low, high = (float(v) for v in torch.aminmax(importance))
         if not (math.isfinite(low) and math.isfinite(high)) or low < -1e-6 or high > 1.0 + 1e-6:
             raise ValueError(f"GILEnv action must lie in [0, 1], got values in [{low}, {high}]")
-        # a copy: the action may be a view of the observation (a = m), which must stay untouched
-        return torch.tensor(array, dtype=torch.float32, device=self.config.device).clamp_(0.0, 1.0)
+        return importance.clamp_(0.0, 1.0).to(self.config.device)
 
     def _prepare_next_batch(self) -> tuple[np.ndarray, np.ndarray]:
         """Forward the next batch (kept for its update) and build its observation rows."""
