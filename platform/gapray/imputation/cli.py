@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from typing import Any
 
 from gapray.imputation.experiment import MODEL_NAMES, run_experiment
 
@@ -40,7 +41,7 @@ def _impute(args: argparse.Namespace) -> int:
 
     if not 1 <= args.folds <= 5:
         raise ValueError(f"--folds must be in [1, 5], got {args.folds}")
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}
     if args.dataset == "physionet2012":
         options = {"subset": args.subset, "progress": False}
     elif args.dataset == "beijing-air":

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from gapray.data.dataset import TimeSeriesDataset
-from gapray.data.splits import Split, imputation_split
+from gapray.data.splits import Protocol, Split, imputation_split
 from gapray.imputation.baselines import LOCFImputer, MeanImputer
 from gapray.imputation.brits.model import BRITS
 from gapray.imputation.config import BRITSConfig, DEARIConfig
@@ -32,8 +32,9 @@ def build_model(name: str, **overrides: Any) -> Any:
     if name == "locf":
         return LOCFImputer()
     if name in ("brits-lstm", "brits-gru", "brits-dml"):
-        cell = "lstm" if name == "brits-lstm" else "gru"
-        return BRITS(BRITSConfig(cell=cell, dml=name == "brits-dml", dml_pooling="mean"), **overrides)
+        config = BRITSConfig(cell="lstm" if name == "brits-lstm" else "gru", dml=name == "brits-dml",
+                             dml_pooling="mean")
+        return BRITS(config, **overrides)
     if name in ("deari", "deari-dml"):
         return DEARI(DEARIConfig(n_layers=3, dml=name == "deari-dml", dml_pooling="cls"), **overrides)
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
@@ -61,7 +62,7 @@ def fit_and_score(model: Any, split: Split) -> dict[str, Any]:
     return result
 
 
-def run_experiment(model_name: str, dataset: TimeSeriesDataset, protocol: str = "deari", mask_rate: float = 0.1,
+def run_experiment(model_name: str, dataset: TimeSeriesDataset, protocol: Protocol = "deari", mask_rate: float = 0.1,
                    folds: int = 1, n_folds: int = 5, seed: int = 0, **overrides: Any) -> dict[str, Any]:
     """Run ``folds`` folds (0..folds-1) and return the mean scores plus each fold's."""
     if overrides.get("batch_size") is None:

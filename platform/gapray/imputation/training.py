@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from gapray.data.dataset import TimeSeriesDataset
+from gapray.data.dataset import DeltaConvention, TimeSeriesDataset
 from gapray.imputation.bayesian import sampled_weights, split_samples
 from gapray.imputation.brits.core import Batch
 from gapray.imputation.config import BRITSConfig
@@ -60,7 +60,7 @@ class PreparedData:
             yield min(batch_size, n - start), self.batch(index)
 
 
-def prepare(dataset: TimeSeriesDataset, convention: str, device: torch.device,
+def prepare(dataset: TimeSeriesDataset, convention: DeltaConvention, device: torch.device,
             with_target: bool = False) -> PreparedData:
     """Zero-filled values, mask and both directions' deltas (and the scoring target if asked)."""
     mask = dataset.mask

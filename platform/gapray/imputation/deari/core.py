@@ -16,6 +16,7 @@ from gapray.imputation.brits.core import (
     Batch,
     BidirectionalLayer,
     CoreOutput,
+    LayerOutput,
     kl_term,
     make_metric_learning_head,
     metric_learning_term,
@@ -25,7 +26,8 @@ from gapray.imputation.config import DEARIConfig
 from gapray.imputation.layers import complement, encode_at
 
 
-def cls_initial_state(hidden_states: Tensor, encoder: nn.Module, mode: str, cls_token: Tensor | None = None) -> Tensor:
+def cls_initial_state(hidden_states: Tensor, encoder: nn.TransformerEncoder, mode: str,
+                      cls_token: Tensor | None = None) -> Tensor:
     """DEARI Eqs. 15-18: ``h_0^l`` from the previous layer's hidden sequence ``[B, T, H]``.
 
     ``cls``: prepend the learnable token (Eq. 15), encode with the transformer encoder (MSA,
@@ -82,7 +84,7 @@ class DEARICore(nn.Module):
         self.metric_learning = make_metric_learning_head(config)
 
     def forward(self, batch: Batch, with_loss: bool = True, kl_coefficient: float = 0.0) -> CoreOutput:
-        outputs = []
+        outputs: list[LayerOutput] = []
         values, initial_hidden = batch.values, None
         observed, missing = batch.values * batch.mask, 1.0 - batch.mask
         for index, layer in enumerate(self.layers):
@@ -90,7 +92,7 @@ class DEARICore(nn.Module):
                 previous = outputs[-1]
                 # residual raw input: observed values come back, missing ones carry C^{l-1}
                 values = complement(observed, missing, previous.imputation)
-                attention = self.initial_states[index - 1]
+                attention: nn.ModuleList = self.initial_states[index - 1]  # type: ignore[assignment]
                 initial_hidden = torch.stack([attention[d](previous.hidden_states[d]) for d in range(2)])
             outputs.append(layer(values, batch, initial_hidden))
         imputation = outputs[0].imputation if len(outputs) == 1 else \
