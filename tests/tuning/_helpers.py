@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -76,25 +77,24 @@ def wait_healthy(uri: str, timeout: float, process: subprocess.Popen[bytes] | No
         time.sleep(0.5)
 
 
-@pytest.fixture()
-def mlflow_server(tmp_path: Path) -> Iterator[MlflowRest]:
-    """``mlflow server`` (sqlite backend, proxied artifacts in ``tmp_path``) on a free port of 127.0.0.1.
+@contextlib.contextmanager
+def running_mlflow_server(folder: Path) -> Iterator[MlflowRest]:
+    """``mlflow server`` (sqlite backend, proxied artifacts in ``folder``) on a free port of 127.0.0.1.
 
-    Returned as soon as the process is started: the server imports for tens of seconds on a busy
+    Yielded as soon as the process is started: the server imports for tens of seconds on a busy
     machine, so callers overlap that with their own start-up and then call ``wait()``.
     """
     port = free_port()
-    log_path = tmp_path / "mlflow-server.log"
+    log_path = folder / "mlflow-server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "server-artifacts")],
         stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(), start_new_session=True,
     )
-    rest = MlflowRest(f"http://127.0.0.1:{port}", process, log_path)
     try:
-        yield rest
+        yield MlflowRest(f"http://127.0.0.1:{port}", process, log_path)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

@@ -1,8 +1,10 @@
 """A smoke sweep on a two-node Ray cluster on this machine, tracked by a real ``mlflow server``.
 
 The cluster (``ray.cluster_utils.Cluster``: a head and a worker node, one CPU each) runs in a
-subprocess with its own Ray temp dir, so it never meets the test session's Ray. The runs are
-then read back over MLflow's REST API, and the champion model is loaded through the server.
+subprocess with its own Ray temp dir, so it never meets the test session's Ray. One trial is
+made to raise once after its first checkpoint. The sweep runs once for this module; each test
+then checks one behaviour: spread over nodes, retry from the checkpoint, the MLflow layout read
+back over the REST API, and the champion model loaded through the server.
 """
 
 from __future__ import annotations
@@ -10,70 +12,105 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from _helpers import MlflowRest, subprocess_env
-from _helpers import mlflow_server as mlflow_server  # the fixture
+import pytest
+from _helpers import MlflowRest, running_mlflow_server, subprocess_env
 
 HERE = Path(__file__).resolve().parent
 
 
-def test_smoke_sweep_spreads_over_two_nodes_and_logs_to_a_real_mlflow_server(
-    mlflow_server: MlflowRest, tmp_path: Path, data_dir: Path
-) -> None:
-    out = tmp_path / "outcome.json"
-    process = subprocess.run(
-        [sys.executable, str(HERE / "_two_node_driver.py"), str(out), mlflow_server.uri, str(tmp_path / "results"),
-         str(data_dir)],
-        env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=400,
-    )
-    assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-4000:]
-    mlflow_server.wait()
-    outcome = json.loads(out.read_text())
-    table = outcome["table"]
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[tuple[MlflowRest, dict[str, Any]]]:
+    folder = tmp_path_factory.mktemp("two-node")
+    with running_mlflow_server(folder) as server:
+        process = subprocess.run(
+            [sys.executable, str(HERE / "_two_node_driver.py"), str(folder / "outcome.json"), server.uri,
+             str(folder / "results"), str(data_dir)],
+            env=subprocess_env(), cwd=folder, capture_output=True, text=True, timeout=400,
+        )
+        (folder / "driver.log").write_text(process.stdout + process.stderr)
+        assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-4000:]
+        server.wait()
+        outcome = json.loads((folder / "outcome.json").read_text())
+        outcome["stdout"] = process.stdout
+        yield server, outcome
 
-    # Tune: 4 trials, all finished, sorted by validation MAE, spread over both nodes.
+
+def _experiment(server: MlflowRest) -> str:
+    return str(server.get("experiments/get-by-name", experiment_name="deari-sweep")["experiment"]["experiment_id"])
+
+
+def _children(server: MlflowRest, parent_run_id: str) -> list[dict[str, Any]]:
+    return server.search_runs(_experiment(server), f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+
+
+def _tags(run: dict[str, Any]) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+
+def test_trials_spread_over_both_nodes_and_all_finish(sweep: tuple[MlflowRest, dict[str, Any]]) -> None:
+    _, outcome = sweep
+    table = outcome["table"]
     assert len(table) == 4 and {row["status"] for row in table} == {"TERMINATED"}
+    assert all(row["epochs"] == 2 for row in table)  # grace period = max epochs: ASHA stopped none
     maes = [row["val_mae"] for row in table]
     assert maes == sorted(maes) and all(0 < m < 2 for m in maes)
-    assert {row["node_id"] for row in table} == set(outcome["nodes"]) and len(outcome["nodes"]) == 2
+    assert len(outcome["nodes"]) == 2 and set(outcome["node_ids_reported"]) == set(outcome["nodes"]), (
+        outcome["node_ids_reported"], outcome["nodes"], outcome["stdout"][-3000:])
     assert 0 < outcome["test_metrics"]["mae"] < 2 and 0 < outcome["test_metrics"]["mre"] < 2
-    assert "mlflow ui" not in process.stdout or "http://127.0.0.1" in process.stdout
+    assert "Sweep two-node: 4 trials" in outcome["stdout"] and "Test set (best trial" in outcome["stdout"]
 
-    # MLflow over REST: one parent (finished) with 4 children, params, per-epoch metrics, artifacts.
-    experiment_id = mlflow_server.get("experiments/get-by-name", experiment_name="deari-sweep")["experiment"][
-        "experiment_id"]
-    parents = mlflow_server.search_runs(experiment_id, "tags.`gapray.role` = 'parent'")
+
+def test_trial_that_raised_once_was_retried_from_its_checkpoint(sweep: tuple[MlflowRest, dict[str, Any]]) -> None:
+    server, outcome = sweep
+    failed = outcome["failed_trial"]
+    row = next(r for r in outcome["table"] if r["trial_id"] == failed)
+    assert row["status"] == "TERMINATED" and row["epochs"] == 2
+    run = next(c for c in _children(server, outcome["parent_run_id"]) if _tags(c)["gapray.trial_id"] == failed)
+    assert _tags(run)["gapray.attempts"] == "2"  # the retry continued the same child run
+    history = server.get("metrics/get-history", run_id=run["info"]["run_id"], metric_key="val_mae")["metrics"]
+    assert sorted(m["step"] for m in history) == [1, 2]  # epoch 1 was not trained again
+
+
+def test_runs_are_laid_out_in_mlflow_as_parent_and_children(sweep: tuple[MlflowRest, dict[str, Any]]) -> None:
+    server, outcome = sweep
+    parents = server.search_runs(_experiment(server), "tags.`gapray.role` = 'parent'")
     assert [p["info"]["run_id"] for p in parents] == [outcome["parent_run_id"]]
     assert parents[0]["info"]["status"] == "FINISHED"
     parent_metrics = {m["key"]: m["value"] for m in parents[0]["data"]["metrics"]}
-    assert abs(parent_metrics["test_mae"] - outcome["test_metrics"]["mae"]) < 1e-9
-    children = mlflow_server.search_runs(experiment_id, f"tags.`mlflow.parentRunId` = '{outcome['parent_run_id']}'")
-    assert len(children) == 4
-    tags = [{t["key"]: t["value"] for t in c["data"]["tags"]} for c in children]
-    assert sorted(t["gapray.trial_id"] for t in tags) == sorted(row["trial_id"] for row in table)
-    for child, child_tags, in zip(children, tags):
+    assert parent_metrics["test_mae"] == pytest.approx(outcome["test_metrics"]["mae"])
+    files = {f["path"] for f in server.get("artifacts/list", run_id=outcome["parent_run_id"])["files"]}
+    assert {"trials.csv", "plots"} <= files  # MLflow 3 keeps the logged model as its own entity
+    plots = server.get("artifacts/list", run_id=outcome["parent_run_id"], path="plots")["files"]
+    assert [f["path"] for f in plots] == ["plots/mae_vs_depth_margin.png"]
+
+    children = _children(server, outcome["parent_run_id"])
+    assert sorted(_tags(c)["gapray.trial_id"] for c in children) == sorted(r["trial_id"] for r in outcome["table"])
+    for child in children:
         params = {p["key"]: p["value"] for p in child["data"]["params"]}
         assert {"n_layers", "hidden_size", "dml_margin", "lr", "bayesian", "unfreeze_every", "n_samples"} <= set(params)
         assert child["info"]["status"] == "FINISHED"
-        history = mlflow_server.get("metrics/get-history", run_id=child["info"]["run_id"], metric_key="val_mae")
-        steps = [m["step"] for m in history["metrics"]]
-        row = next(r for r in table if r["trial_id"] == child_tags["gapray.trial_id"])
-        assert steps == list(range(1, row["epochs"] + 1))  # one value per epoch, no duplicates
+        assert {"val_mae", "train_loss", "final/val_mae"} <= {m["key"] for m in child["data"]["metrics"]}
         if params["bayesian"] == "True":
-            plots = mlflow_server.get("artifacts/list", run_id=child["info"]["run_id"], path="plots")
-            assert [f["path"] for f in plots.get("files", [])] == ["plots/uncertainty.png"]
-    files = {f["path"] for f in mlflow_server.get("artifacts/list", run_id=outcome["parent_run_id"])["files"]}
-    assert {"trials.csv", "plots"} <= files  # MLflow 3 keeps the logged model as its own entity, not a run artifact
-    alias = mlflow_server.get("registered-models/alias", name="deari", alias="champion")["model_version"]
+            listed = server.get("artifacts/list", run_id=child["info"]["run_id"], path="plots").get("files", [])
+            assert [f["path"] for f in listed] == ["plots/uncertainty.png"]
+    alias = server.get("registered-models/alias", name="deari", alias="champion")["model_version"]
     assert alias["run_id"] == outcome["parent_run_id"]
 
-    # The champion loads through the server and imputes: observed values are kept.
+
+def test_champion_loads_through_the_server_and_imputes(sweep: tuple[MlflowRest, dict[str, Any]]) -> None:
     import mlflow.pyfunc
 
-    mlflow.set_tracking_uri(mlflow_server.uri)
-    model = mlflow.pyfunc.load_model(outcome["model_uri"])
+    server, outcome = sweep
+    # models:/ URIs resolve through the registry named by MLFLOW_REGISTRY_URI (set for this test only).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", server.uri)
+        patch.setenv("MLFLOW_REGISTRY_URI", server.uri)
+        model = mlflow.pyfunc.load_model(outcome["model_uri"])
     X = np.random.default_rng(0).normal(size=(3, 48, 35)).astype(np.float32)
     X[:, ::3, :] = np.nan
     imputed = model.predict(X)

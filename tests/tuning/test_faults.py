@@ -1,5 +1,6 @@
-"""Fault tolerance: a trial that raises once is retried from its checkpoint; a sweep whose driver is
-SIGKILLed mid-way resumes with ``--resume`` without re-running finished trials or duplicating runs."""
+"""Fault tolerance: a sweep whose driver is SIGKILLed mid-way resumes with ``--resume`` without
+re-running finished trials or duplicating runs. (The retry of a trial that raises once is checked
+in test_cluster_sweep.py, on the two-node sweep.)"""
 
 from __future__ import annotations
 
@@ -12,55 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import ray.cloudpickle
 from _helpers import REPO_ROOT, subprocess_env
 from mlflow.tracking import MlflowClient
 
-from gapray.sweep import OFF, SweepSettings, SweepSpace, run_sweep, train_imputer
 from gapray.tracking import TRIAL_ID_TAG, find_child_runs, find_parent_run
-
-ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
-
-
-def fail_once_after_first_epoch(config: dict[str, Any], *, split: Any, context: Any) -> None:
-    """``train_imputer``, except the first attempt of each trial dies right after epoch 1's checkpoint."""
-    from ray import tune
-
-    folder = Path(context.tracking_uri.removeprefix("sqlite:///")).parent
-    marker = folder / f"failed-{tune.get_context().get_trial_id()}"
-    original = tune.report
-
-    def report_then_fail(metrics: dict[str, Any], *, checkpoint: Any = None) -> None:
-        original(metrics, checkpoint=checkpoint)
-        if metrics["epoch"] == 1 and not marker.exists():
-            marker.touch()
-            raise RuntimeError("injected failure after epoch 1")
-
-    tune.report = report_then_fail
-    try:
-        train_imputer(config, split=split, context=context)
-    finally:
-        tune.report = original
-
-
-def test_a_trial_that_raises_once_is_retried_from_its_checkpoint_and_completes(
-    ray_session: object, tmp_path: Path, data_dir: Path
-) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    settings = SweepSettings(smoke_test=True, num_samples=1, tracking_uri=uri,
-                             storage_path=str(tmp_path / "results"), data_dir=str(data_dir), name="flaky")
-    tiny = SweepSpace(n_layers=(1,), unfreeze_every=(OFF,), n_samples=(2,), hidden_size=(16,))
-    outcome = run_sweep(settings, space=tiny, trainable=fail_once_after_first_epoch, register_model=False)
-
-    assert list(tmp_path.glob("failed-*")), "the injected failure did not happen"
-    row = outcome.table.iloc[0]
-    assert row["status"] == "TERMINATED" and row["epochs"] == 2
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("deari-sweep").experiment_id
-    (child,) = find_child_runs(client, experiment, outcome.parent_run_id)  # the retry reused its run
-    assert child.data.tags["gapray.attempts"] == "2" and child.info.status == "FINISHED"
-    steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_mae")]
-    assert steps == [1, 2]  # epoch 2 continued from epoch 1's checkpoint: nothing trained twice
 
 
 def _sweep_command(tmp_path: Path, data_dir: Path, *extra: str) -> list[str]:

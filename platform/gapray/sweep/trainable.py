@@ -113,11 +113,9 @@ def train_imputer(config: dict[str, Any], *, split: Split, context: TrialContext
     node_id = ray.get_runtime_context().get_node_id()
     max_epochs = int(getattr(model_config, "epochs", 0) or 0)
     bayesian = bool(getattr(model_config, "bayesian", False))
-    last: dict[str, float] = {}
 
     def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
         values = numeric_metrics(metrics)
-        last.update(values)
         run.log_epoch(values, epoch)
         report = {**values, "epoch": epoch, "node_id": node_id, "mlflow_run_id": run.run_id}
         # ASHA may end this process after any report, so the plot is refreshed along the way.
@@ -133,4 +131,4 @@ def train_imputer(config: dict[str, Any], *, split: Split, context: TrialContext
     model.fit(split.train, split.val, epoch_callback=on_epoch)
     if bayesian:  # with the best weights fit() leaves in the model
         _log_uncertainty_plot(run, model, split.val)
-    run.finish(last)
+    run.finish()  # final/<metric> come from the driver's CloseTrialRunCallback, also for stopped trials

@@ -9,8 +9,11 @@ missing values (or a dict with ``"X"``), its output the imputed array (plus ``st
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +67,24 @@ class RegisteredModel:
     model_uri: str
 
 
+@contextlib.contextmanager
+def _fluent_uris(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (and the env vars it sets for child processes) at ``uri``, then restore."""
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def log_and_register_model(
     tracking_uri: str,
     run_id: str,
@@ -78,9 +99,7 @@ def log_and_register_model(
     Requirements are given explicitly (``gapray``) so MLflow does not spend a subprocess
     inferring them.
     """
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id):
+    with _fluent_uris(tracking_uri), mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),  # models from code: no pickle
