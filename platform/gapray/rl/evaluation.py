@@ -36,9 +36,10 @@ def evaluate_policy(module: RLModule, env_id: str, episodes: int = 10, seed: int
     return returns
 
 
-def random_policy_returns(env_id: str, episodes: int = 10, seed: int = 0) -> list[float]:
+def random_policy_returns(env_id: str, episodes: int = 10, seed: int = 0,
+                          env_config: dict | None = None) -> list[float]:
     """Undiscounted returns of uniformly random actions (the baseline to beat)."""
-    env = gym.make(env_id)
+    env = gym.make(env_id, **(env_config or {}))
     env.action_space.seed(seed)
     returns = []
     for episode in range(episodes):
