@@ -15,6 +15,7 @@ from gapray.data.masking import remove_observed_per_sample
 from gapray.imputation import BRITS, DEARI, BRITSConfig, DEARIConfig
 from gapray.imputation.bayesian import BayesianRecurrentCell, load_deterministic_state
 from gapray.imputation.training import prepare
+from gapray.imputation.uncertainty import ConformalScaler, gap_groups
 
 TINY = {"hidden_size": 8, "batch_size": 16, "seed": 0}
 
@@ -89,6 +90,47 @@ def test_monte_carlo_prediction_keys_and_invariants(tmp_path: Path) -> None:
     deterministic.fit(_sines(n=16))
     with pytest.raises(ValueError, match="not Bayesian"):
         deterministic.predict(test, n_samples=3)
+
+
+def _correlated_sines(n: int, seed: int, steps: int = 20, long_gaps: bool = False) -> TimeSeriesDataset:
+    """Three features that are one sine (x, -x, x/2) plus noise; 10 % missing at random, and with
+    ``long_gaps`` a stretch of 1-9 steps missing in all features of each record. ``X_ori`` is
+    complete, so every missing entry is ground truth."""
+    rng = np.random.default_rng(seed)
+    base = np.sin(0.35 * np.arange(steps)[None, :, None] + rng.uniform(0, 6, (n, 1, 1)))
+    full = (base * np.array([1.0, -1.0, 0.5]) + 0.05 * rng.normal(size=(n, steps, 3))).astype(np.float32)
+    x = full.copy()
+    x[rng.random(x.shape) < 0.1] = np.nan
+    if long_gaps:
+        for record in range(n):
+            length = int(rng.integers(1, 10))
+            start = int(rng.integers(1, steps - length))
+            x[record, start : start + length] = np.nan
+    return TimeSeriesDataset(X=x, X_ori=full, name="correlated-sines")
+
+
+def test_intervals_widen_in_a_long_gap() -> None:
+    """Isolated missing values are pinned down by the other features; in a 10-step gap of all
+    features the Monte Carlo spread grows, and gap-conditional calibrated intervals widen."""
+    train = remove_observed_per_sample(TimeSeriesDataset(X=_correlated_sines(48, 0).X_ori), 0.1, 0)
+    val = _correlated_sines(32, 1, long_gaps=True)
+    model = BRITS(BRITSConfig(bayesian=True, unfreeze_every=1, n_samples=2, epochs=4, lr=0.02, **TINY))
+    model.fit(train, val)
+    torch.manual_seed(0)  # the Monte Carlo draws
+    val_prediction = model.predict(val, n_samples=6)
+    scaler = ConformalScaler.fit(
+        val_prediction["imputation"], val_prediction["std"], val.X_ori, val.indicating_mask, 0.9, gap_groups(val.mask)
+    )
+    test = _correlated_sines(16, 3)
+    x = test.X.copy()
+    x[:, 5:15] = np.nan
+    test = test.replace(X=x)
+    prediction = model.predict(test, n_samples=6)
+    lower, upper = scaler.interval(prediction["imputation"], prediction["std"], gap_groups(test.mask))
+    isolated = np.isnan(x[:, :4])
+    inner_gap = (slice(None), slice(7, 13))
+    assert prediction["std"][inner_gap].mean() > 1.3 * prediction["std"][:, :4][isolated].mean()
+    assert (upper - lower)[inner_gap].mean() > 1.6 * (upper - lower)[:, :4][isolated].mean()
 
 
 def test_monte_carlo_cost_is_batched() -> None:

@@ -10,6 +10,8 @@ from gapray.imputation.uncertainty import (
     calibrate_and_score,
     conformal_quantile,
     crps_from_samples,
+    distance_to_observation,
+    gap_groups,
     gaussian_crps,
     gaussian_interval,
     gaussian_quantile,
@@ -109,3 +111,33 @@ def test_conformal_scaler_survives_zero_std() -> None:
     scaler = ConformalScaler.fit(np.zeros(50), np.zeros(50), np.linspace(-1, 1, 50), np.ones(50), 0.9)
     lower, upper = scaler.interval(np.zeros(50), np.zeros(50))
     assert np.isfinite(scaler.multiplier) and np.mean((lower <= 0.5) & (0.5 <= upper)) == 1.0
+
+
+def test_distance_to_observation_by_hand() -> None:
+    mask = np.array([[1, 0, 0, 0, 1, 0], [0, 0, 1, 0, 0, 0]], dtype=float).reshape(1, 2, 6).transpose(0, 2, 1)
+    distance = distance_to_observation(mask)[0].T
+    assert distance.tolist() == [[0, 1, 2, 1, 0, 1], [2, 1, 0, 1, 2, 3]]
+    never = distance_to_observation(np.zeros((1, 4, 1)))
+    assert np.all(never == 4)
+    assert gap_groups(mask)[0].T.tolist() == [[0, 1, 2, 1, 0, 1], [2, 1, 0, 1, 2, 2]]
+
+
+def test_mondrian_calibration_covers_each_group() -> None:
+    """Errors twice as large in group 1 as the std says: one global multiplier over-covers group
+    0 and under-covers group 1; the group-conditional one covers both at the nominal level."""
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 2, size=40000)
+    std = np.ones(groups.size)
+    target = rng.standard_normal(groups.size) * np.where(groups == 1, 2.0, 1.0)
+    mean, mask = np.zeros_like(target), np.ones_like(target)
+    val, test = slice(0, 20000), slice(20000, None)
+    scaler = ConformalScaler.fit(mean[val], std[val], target[val], mask[val], 0.9, groups[val])
+    for use_groups, expect_equal in ((None, False), (groups[test], True)):
+        lower, upper = scaler.interval(mean[test], std[test], use_groups)
+        covered = (lower <= target[test]) & (target[test] <= upper)
+        per_group = [covered[groups[test] == g].mean() for g in (0, 1)]
+        if expect_equal:
+            assert all(0.88 <= c <= 0.92 for c in per_group)
+        else:
+            assert per_group[0] > 0.95 and per_group[1] < 0.85
+    assert dict(scaler.group_multipliers)[1] == pytest.approx(2 * 1.645, rel=0.05)
