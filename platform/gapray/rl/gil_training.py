@@ -86,6 +86,8 @@ class GILDDPGSettings:
     """Replay capacity in rows (reference 1e4 tabular, 1e5 LSTM); stored as whole env steps."""
     learning_starts: int = 8
     """Env steps before the first DDPG update."""
+    update_every: int = 1
+    """Env steps sampled per DDPG update (RLlib ``rollout_fragment_length``; reference: 1)."""
     behaviour: str = "auto"
     """Eq. 42 preset: ``tabular``, ``lstm`` or ``auto`` (by predictor)."""
     critic_join: str = "pre_activation"
@@ -110,7 +112,8 @@ class GILDDPGSettings:
             raise ValueError(f"select_metric must be accuracy, auc or ap, got {self.select_metric!r}")
         if self.behaviour not in ("auto", "tabular", "lstm"):
             raise ValueError(f"behaviour must be auto, tabular or lstm, got {self.behaviour!r}")
-        for name in ("iterations", "steps_per_iteration", "final_steps", "train_batch_steps", "eval_every"):
+        for name in ("iterations", "steps_per_iteration", "final_steps", "train_batch_steps", "eval_every",
+                     "update_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -175,7 +178,7 @@ def build_ddpg_config(settings: GILDDPGSettings) -> Any:
     return (
         DDPGConfig()
         .environment(name, env_config=settings.env_config(), normalize_actions=False, clip_actions=True)
-        .env_runners(num_env_runners=settings.num_env_runners, rollout_fragment_length=1)
+        .env_runners(num_env_runners=settings.num_env_runners, rollout_fragment_length=settings.update_every)
         .training(actor_hiddens=hiddens, critic_hiddens=hiddens, critic_join=settings.critic_join,
                   actor_lr=settings.actor_lr, critic_lr=settings.critic_lr, tau=settings.tau, gamma=settings.gamma,
                   train_batch_size_per_learner=settings.train_batch_steps,
