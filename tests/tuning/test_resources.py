@@ -57,3 +57,17 @@ def test_live_single_node_cluster_resources(ray_session: object) -> None:
     nodes = alive_node_resources()
     chosen = choose_trial_resources(nodes)
     assert chosen.gpu == 0 and chosen.max_concurrent == 2  # the session Ray has 2 CPUs and no GPU
+
+
+def test_sweep_with_forced_gpus_on_a_cpu_cluster_fails_before_any_trial(
+    ray_session: object, tmp_path: object, mlflow_uri: str
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from gapray.sweep import SweepSettings, run_sweep
+
+    settings = SweepSettings(gpus_per_trial=1.0, tracking_uri=mlflow_uri, storage_path=str(tmp_path), name="gpu")
+    with pytest.raises(ResourceError, match="--gpus-per-trial 1.0 was forced but the Ray cluster has no GPU"):
+        run_sweep(settings)
+    experiment = MlflowClient(mlflow_uri).get_experiment_by_name("deari-sweep")
+    assert MlflowClient(mlflow_uri).search_runs([experiment.experiment_id]) == []  # nothing started
