@@ -11,7 +11,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("gapray.data.cli", "gapray.gil.cli", "gapray.sweep.cli", "gapray.imputation.cli")
+COMMAND_MODULES = (
+    "gapray.data.cli",
+    "gapray.gil.cli",
+    "gapray.sweep.cli",
+    "gapray.imputation.cli",
+    "gapray.imputation.uncertainty_cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
