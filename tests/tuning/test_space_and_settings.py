@@ -73,3 +73,15 @@ def test_gapray_sweep_command_takes_the_same_flags() -> None:
     args = gapray_parser().parse_args(["sweep", "--smoke-test", "--gpus-per-trial", "0", "--address", "auto"])
     assert args.handler.__name__ == "_sweep"
     assert (args.smoke_test, args.gpus_per_trial, args.address) == (True, 0.0, "auto")
+
+
+def test_every_trial_starts_from_the_sweep_settings_on_the_chosen_device() -> None:
+    from gapray.sweep import TrialResources
+    from gapray.sweep.runner import base_config
+
+    settings = SweepSettings(smoke_test=True, dml=False).effective()
+    on_gpu = base_config(settings, TrialResources(cpu=1, gpu=0.5, max_concurrent=2))
+    on_cpu = base_config(settings, TrialResources(cpu=1, gpu=0, max_concurrent=2))
+    assert isinstance(on_gpu, DEARIConfig)
+    assert (on_gpu.device, on_cpu.device) == ("cuda", "cpu")
+    assert (on_cpu.epochs, on_cpu.patience, on_cpu.batch_size, on_cpu.dml) == (2, 2, 64, False)
