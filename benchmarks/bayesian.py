@@ -120,7 +120,7 @@ def run_model(name: str, split: Any, args: argparse.Namespace, batch_size: int, 
     else:
         imputation = deterministic["imputation"]
     arrays["test_imputation"] = imputation
-    np.savez_compressed(cache / f"{name}.npz", **arrays)
+    np.savez_compressed(cache / f"{name}.npz", **arrays)  # type: ignore[arg-type]
     row["mae"] = masked_mae(imputation, test_target, test_mask)
     row["mre"] = masked_mre(imputation, test_target, test_mask)
     return row

@@ -73,6 +73,7 @@ def _plot(args: argparse.Namespace) -> int:
     if "std" not in prediction:  # a deterministic model: no band
         prediction["std"] = np.zeros_like(prediction["imputation"])
     if args.calibrate and model.config.bayesian:
+        assert split.val.X_ori is not None  # the protocol removed ground truth from every split
         val = model.predict(split.val, n_samples=n_samples, level=args.level)
         scaler = ConformalScaler.fit(val["imputation"], val["std"], split.val.X_ori, split.val.indicating_mask,
                                      args.level)
