@@ -56,6 +56,7 @@ def fit_and_score(model: Any, split: Split) -> dict[str, Any]:
             "best_val_mae": float(model.state.best_val_mae),
             "early_stopped": bool(model.state.stopped),
             "n_parameters": model.n_parameters(),
+            "val_mae_by_epoch": [h["val_mae"] for h in history],
         })
     else:
         result.update({"samples_per_second": math.nan, "epochs": 0})
