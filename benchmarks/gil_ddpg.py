@@ -132,13 +132,15 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=["ones", "mask", "GIL", "GIL-D"])
     parser.add_argument("--lstm-hidden", type=int, default=64)
     parser.add_argument("--mlp-hidden", type=int, default=500)
-    parser.add_argument("--horizon", type=int, default=500, help="predictor updates per policy-learning episode")
-    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--horizon", type=int, default=300, help="predictor updates per policy-learning episode")
+    parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--steps-per-iteration", type=int, default=100)
     parser.add_argument("--final-steps", type=int, default=2000)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--ratio-steps", type=int, default=50)
-    parser.add_argument("--update-every", type=int, default=1, help="env steps per DDPG update (rows)")
+    parser.add_argument("--update-every", type=int, default=2, help="env steps per DDPG update")
+    parser.add_argument("--rl-hiddens", default="128,128",
+                        help="actor/critic widths (reference 400,300; the actor runs on all B x T rows every step)")
     parser.add_argument("--ratio-update-every", type=int, nargs="+", default=[1, 8],
                         help="DDPG update periods whose wall-time ratio is measured")
     parser.add_argument("--threads", type=int, default=1)
@@ -158,7 +160,7 @@ def main() -> int:
                                    lstm_hidden=args.lstm_hidden, mlp_hidden=args.mlp_hidden, horizon=args.horizon,
                                    iterations=args.iterations, steps_per_iteration=args.steps_per_iteration,
                                    final_steps=args.final_steps, eval_every=args.eval_every,
-                                   update_every=args.update_every)
+                                   update_every=args.update_every, rl_hiddens=args.rl_hiddens)
     payload: dict[str, Any] = {
         "command": "python benchmarks/gil_ddpg.py " + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"

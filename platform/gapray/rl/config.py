@@ -185,8 +185,19 @@ class DDPGConfig(SACConfig):
 
     @override(SACConfig)
     def validate(self) -> None:
-        super().validate()
+        from gapray.rl.replay import TRANSITION_BUFFER
+
+        buffer_type = self.replay_buffer_config.get("type")
+        if buffer_type == TRANSITION_BUFFER:
+            # SACConfig.validate accepts RLlib's episode buffers by exact name only.
+            self.replay_buffer_config["type"] = "EpisodeReplayBuffer"
+        try:
+            super().validate()
+        finally:
+            self.replay_buffer_config["type"] = buffer_type
         problems = []
+        if buffer_type == TRANSITION_BUFFER and self.n_step not in (1, None):
+            problems.append(f"the transition replay buffer supports n_step=1 only, got {self.n_step}")
         if self.actor_output not in ACTOR_OUTPUTS:
             problems.append(f"actor_output must be one of {ACTOR_OUTPUTS}, got {self.actor_output!r}")
         if self.critic_join not in CRITIC_JOINS:

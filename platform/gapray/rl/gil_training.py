@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from gapray.rl.behaviour import BehaviourPolicyConfig
+from gapray.rl.replay import TRANSITION_BUFFER
 
 EXPERIMENT = "gil-ddpg"
 VAL_METRICS = ("val_accuracy", "val_auc", "val_ap")
@@ -184,7 +185,7 @@ def build_ddpg_config(settings: GILDDPGSettings) -> Any:
                   train_batch_size_per_learner=settings.train_batch_steps,
                   train_rows_per_step=settings.train_rows_per_step,
                   num_steps_sampled_before_learning_starts=settings.learning_starts,
-                  replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": capacity})
+                  replay_buffer_config={"type": TRANSITION_BUFFER, "capacity": capacity})
         .exploration(noise="none", behaviour_policy=behaviour, observed_mask_slice=env.layout.mask)
         .callbacks(GILMetricsCallback)
         .reporting(min_time_s_per_iteration=0, min_sample_timesteps_per_iteration=settings.steps_per_iteration,

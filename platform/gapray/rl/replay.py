@@ -1,0 +1,115 @@
+"""A transition replay buffer for large observations (GIL's ``[R, F]`` matrices).
+
+RLlib's ``EpisodeReplayBuffer`` keeps whole episodes and appends every sampled chunk to its
+episode with ``np.concatenate`` (and evicts with ``np.delete``): each add copies the episode
+so far. GIL's episodes are long (one predictor training run, 500-2,000 steps) and each
+observation is megabytes (PhysioNet LSTM: 6,144 rows x 80 columns = 2 MB), so the copies grow
+quadratically (profiled: ~90 ms per env step after a few dozen steps, growing). This buffer
+stores one-step transitions ``(o_t, a_t, r_t, o_t+1, terminated)`` in preallocated ring
+arrays and returns them as the 1-step ``SingleAgentEpisode`` s that DQN's ``training_step``
+and SAC's learner connector expect, like ``EpisodeReplayBuffer.sample`` with ``n_step=1``.
+
+Use it with ``replay_buffer_config={"type": TRANSITION_BUFFER, "capacity": steps}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
+from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBuffer
+
+TRANSITION_BUFFER = "gapray.rl.replay.TransitionEpisodeReplayBuffer"
+"""Import path for ``replay_buffer_config["type"]`` (RLlib keys its episode-buffer handling on
+the substring ``EpisodeReplayBuffer``)."""
+
+
+class TransitionEpisodeReplayBuffer(EpisodeReplayBuffer):
+    """Uniform replay of one-step transitions in ring arrays; ``capacity`` counts env steps."""
+
+    def __init__(self, capacity: int = 10_000, *, batch_size_B: int = 16, batch_length_T: int = 1,
+                 metrics_num_episodes_for_smoothing: int = 100, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(capacity=capacity, batch_size_B=batch_size_B, batch_length_T=batch_length_T,
+                         metrics_num_episodes_for_smoothing=metrics_num_episodes_for_smoothing, **kwargs)
+        self.capacity = int(capacity)
+        self.rng = np.random.default_rng(seed)
+        self._arrays: dict[str, np.ndarray] | None = None
+        self._size = 0
+        self._next = 0
+        self._added = 0
+        self._spaces: tuple[Any, Any] = (None, None)
+
+    def _allocate(self, obs: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray]:
+        c = self.capacity
+        return {"obs": np.empty((c, *obs.shape[1:]), obs.dtype), "next_obs": np.empty((c, *obs.shape[1:]), obs.dtype),
+                "actions": np.empty((c, *action.shape[1:]), action.dtype), "rewards": np.empty(c, np.float32),
+                "terminateds": np.zeros(c, bool)}
+
+    def add(self, episodes: list[SingleAgentEpisode] | SingleAgentEpisode) -> None:
+        """Appends every step of the (chunks of) episodes as a transition; the oldest go first."""
+        if isinstance(episodes, SingleAgentEpisode):
+            episodes = [episodes]
+        for episode in episodes:
+            steps = len(episode)
+            if steps == 0:
+                continue
+            obs = np.asarray(episode.get_observations(slice(0, steps + 1)))
+            actions = np.asarray(episode.get_actions(slice(0, steps)))
+            rewards = np.asarray(episode.get_rewards(slice(0, steps)), dtype=np.float32)
+            if self._arrays is None:
+                self._arrays = self._allocate(obs, actions)
+                self._spaces = (episode.observation_space, episode.action_space)
+            terminated = np.zeros(steps, bool)
+            terminated[-1] = bool(episode.is_terminated)
+            index = (self._next + np.arange(steps)) % self.capacity
+            self._arrays["obs"][index] = obs[:-1]
+            self._arrays["next_obs"][index] = obs[1:]
+            self._arrays["actions"][index] = actions
+            self._arrays["rewards"][index] = rewards
+            self._arrays["terminateds"][index] = terminated
+            self._next = int((self._next + steps) % self.capacity)
+            self._size = min(self._size + steps, self.capacity)
+            self._added += steps
+
+    def __len__(self) -> int:
+        return self._size
+
+    def get_num_timesteps(self, module_id: Any = None) -> int:
+        return self._size
+
+    def get_added_timesteps(self, module_id: Any = None) -> int:
+        return self._added
+
+    def sample(self, num_items: int | None = None, *, batch_size_B: int | None = None, n_step: Any = 1,
+               gamma: float = 0.99, **kwargs: Any) -> list[SingleAgentEpisode]:
+        """``num_items`` transitions drawn uniformly with replacement, as 1-step episodes."""
+        if n_step not in (1, None):
+            raise ValueError(f"TransitionEpisodeReplayBuffer supports n_step=1 only, got {n_step}")
+        if self._arrays is None or self._size == 0:
+            raise ValueError("TransitionEpisodeReplayBuffer.sample() called on an empty buffer")
+        count = int(num_items or batch_size_B or self.batch_size_B)
+        picks = self.rng.integers(0, self._size, size=count)
+        a = self._arrays
+        observation_space, action_space = self._spaces
+        episodes = []
+        for i in picks:
+            episode = SingleAgentEpisode(
+                observations=[a["obs"][i], a["next_obs"][i]], actions=[a["actions"][i]],
+                rewards=[float(a["rewards"][i])], infos=[{}, {}], terminated=bool(a["terminateds"][i]), truncated=False,
+                observation_space=observation_space, action_space=action_space, len_lookback_buffer=0,
+            )
+            episode.extra_model_outputs["n_step"] = InfiniteLookbackBuffer(np.ones(1), lookback=0)
+            episode.extra_model_outputs["weights"] = InfiniteLookbackBuffer(np.ones(1), lookback=0)
+            episodes.append(episode)
+        self.sampled_timesteps += count
+        return episodes
+
+    def get_state(self) -> dict[str, Any]:
+        return {"arrays": self._arrays, "size": self._size, "next": self._next, "added": self._added,
+                "spaces": self._spaces}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._arrays, self._size, self._next = state["arrays"], state["size"], state["next"]
+        self._added, self._spaces = state["added"], state["spaces"]
