@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -105,12 +107,21 @@ def running_mlflow_server(folder: Path) -> Iterator[MlflowRest]:
         log.close()
 
 
+_RAY_TEMP_DIRS: list[str] = []
+atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in _RAY_TEMP_DIRS])
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """The test environment for a child process, with Ray's temp dir (and address file) of its own."""
+    """The test environment for a child process, with Ray's temp dir (and address file) of its own.
+
+    The temp dir is short (``/tmp/rtXXXX``: Ray's socket paths must stay under 108 characters)
+    and removed when the test process exits.
+    """
+    ray_temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    _RAY_TEMP_DIRS.append(ray_temp)
     env = dict(os.environ)
     env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_AUTH_MODE": "disabled", "TQDM_DISABLE": "1",
-                "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
-                "RAY_TMPDIR": tempfile.mkdtemp(prefix="rt", dir="/tmp")})
+                "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": ray_temp})
     env.pop("RAY_ADDRESS", None)
     env.update(extra)
     return env
