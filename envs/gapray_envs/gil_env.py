@@ -316,12 +316,20 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
         self._pending = self.session.forward_for_update(self.sampler.next())
         with torch.no_grad():
             output, layout = self._pending.output, self.layout
-            observation = torch.index_select(self._static_rows, 0, self._pending.batch_index).view(self.n_rows, -1)
-            zeta = output.zeta.detach().reshape(self.n_rows, -1)
-            observation[:, layout.zeta] = torch.tanh(zeta @ self._projection)
-            logits = output.logits if self.task.kind == "mlp" else self.session.predictor.step_logits(zeta)
-            observation[:, layout.y_hat] = torch.softmax(logits.detach(), dim=-1)
-            array = observation.cpu().numpy()
+            rows = torch.index_select(self._static_rows, 0, self._pending.batch_index)  # [B, steps, F]
+            if self.task.kind == "mlp":
+                rows[:, 0, layout.zeta] = torch.tanh(output.zeta.detach() @ self._projection)
+                rows[:, 0, layout.y_hat] = torch.softmax(output.logits.detach(), dim=-1)
+            else:
+                # one product of the time-major hidden states (contiguous, no copy) with
+                # [projection | W_out^T] gives both the zeta and the per-step logit columns
+                predictor = self.session.predictor
+                head = torch.cat([self._projection, predictor.output.weight.detach().t()], dim=1)
+                out = (output.zeta.detach().transpose(0, 1) @ head).transpose(0, 1)  # [B, T, k + C]
+                k = layout.zeta_dim
+                rows[..., layout.zeta] = torch.tanh(out[..., :k])
+                rows[..., layout.y_hat] = torch.softmax(out[..., k:] + predictor.output.bias.detach(), dim=-1)
+            array = rows.view(self.n_rows, -1).cpu().numpy()
         mask = array[:, layout.mask]  # a read-only view: no copy per step
         mask.flags.writeable = False
         return array, mask

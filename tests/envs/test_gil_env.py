@@ -54,6 +54,16 @@ def test_spaces_rows_columns_and_finite_bounds(variant: str) -> None:
         x = env.train_data.x[env._pending.batch_index].reshape(rows, d).numpy()
         np.testing.assert_array_equal(observation[:, layout.x], x)
         np.testing.assert_allclose(observation[:, layout.y_hat].sum(axis=1), 1.0, rtol=1e-5)
+        with torch.no_grad():  # zeta and y_hat columns: the predictor's own outputs for these rows
+            index = env._pending.batch_index
+            lengths = None if env.train_data.lengths is None else env.train_data.lengths[index]
+            output = env.session.predictor(env.train_data.x[index], lengths)
+            zeta = output.zeta.reshape(rows, -1)
+            logits = output.logits if variant == "mlp" else env.session.predictor.step_logits(output.zeta)
+        np.testing.assert_allclose(observation[:, layout.zeta], torch.tanh(zeta @ env._projection).numpy(),
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(observation[:, layout.y_hat], torch.softmax(logits, -1).reshape(rows, -1).numpy(),
+                                   rtol=1e-5, atol=1e-6)
         observation, _, _, _, info = env.step(mask)
 
 
