@@ -126,6 +126,32 @@ def run_model(name: str, split: Any, args: argparse.Namespace, batch_size: int, 
     return row
 
 
+def cost_rows(split: Any, args: argparse.Namespace, repeats: int) -> list[dict[str, Any]]:
+    """Inference cost of ``--n-samples`` batched Monte Carlo passes vs one frozen pass over the
+    test set (cost does not depend on training: untrained models), best of ``repeats``
+    interleaved timings, one intra-op thread so that other jobs on the machine disturb less."""
+    rows = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name in ("bayes_brits", "bayes_deari"):
+            model = build(name, args, 64)
+            model._build(split.test.n_features)
+            times: dict[int, list[float]] = {0: [], args.n_samples: []}
+            for _ in range(repeats):
+                for n_samples in times:
+                    start = time.perf_counter()
+                    model.predict(split.test, n_samples=n_samples)
+                    times[n_samples].append(time.perf_counter() - start)
+            one, mc = min(times[0]), min(times[args.n_samples])
+            rows.append({"model": name, "n_samples": args.n_samples, "seconds_1pass": one, "seconds_mc": mc,
+                         "ratio": mc / one, "all_seconds": {str(k): v for k, v in times.items()}})
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        torch.set_num_threads(threads)
+    return rows
+
+
 def interval_rows(split: Any, cache: Path, level: float) -> dict[str, dict[str, float]]:
     """Raw, conformal and gap-conditional interval scores of every saved Bayesian prediction."""
     val_groups, test_groups = gap_groups(split.val.mask), gap_groups(split.test.mask)
@@ -217,6 +243,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "gapray-bayesian-bench")
     parser.add_argument("--rescore", action="store_true", help="recompute interval scores from the saved predictions")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--cost", type=int, default=0, metavar="REPEATS",
+                        help="only measure Monte Carlo vs one-pass inference cost (best of REPEATS)")
     args = parser.parse_args()
 
     suffix = f"_{args.tag}" if args.tag else ""
@@ -229,6 +257,20 @@ def main() -> None:
                     "threads": torch.get_num_threads()},
         "datasets": {} if previous is None else previous["datasets"],
     }
+    if args.cost:
+        for dataset in args.datasets:
+            split = imputation_split(load_dataset(dataset), protocol="deari", rate=args.rate, seed=args.seed,
+                                     fold=args.fold)
+            results["datasets"][dataset] = cost_rows(split, args, args.cost)
+        (RESULTS / f"bayesian_cost{suffix}.json").write_text(json.dumps(results, indent=2))
+        lines = ["# Monte Carlo inference cost (test split, best of interleaved timings, 1 thread)", "",
+                 "| dataset | model | 1 pass s | MC s | samples | ratio |", "|---|---|---|---|---|---|"]
+        for dataset, rows in results["datasets"].items():
+            lines += [f"| {dataset} | {r['model']} | {r['seconds_1pass']:.2f} | {r['seconds_mc']:.2f} | "
+                      f"{r['n_samples']} | {r['ratio']:.2f} |" for r in rows]
+        (RESULTS / f"bayesian_cost{suffix}.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     for dataset in args.datasets:
         data = load_dataset(dataset)
         split = imputation_split(data, protocol="deari", rate=args.rate, seed=args.seed, fold=args.fold)

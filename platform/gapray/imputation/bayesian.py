@@ -293,6 +293,11 @@ class BayesianRecurrentCell(nn.Module):
         """
         if self.frozen:
             return torch.baddbmm(bias.mu, x, weight.mu)
+        out = torch.baddbmm(bias.direction_major(), self._sample_batches(x), weight.direction_major())
+        return out.reshape(x.shape[0], x.shape[1], -1)
+
+    def _sample_batches(self, x: torch.Tensor) -> torch.Tensor:
+        """``[n_dir, K*B, I]`` (sample-major rows) as ``[n_dir * K, B, I]``, one batch per weight set."""
         k = self.n_samples
         n_dir, rows, width = x.shape
         if rows % k:
@@ -300,8 +305,7 @@ class BayesianRecurrentCell(nn.Module):
                 f"{type(self).__name__}: a batch of {rows} rows is not {k} weight samples x a batch; "
                 "repeat the batch with repeat_for_samples(x, n_samples)"
             )
-        w, b = weight.direction_major(), bias.direction_major()
-        return torch.baddbmm(b, x.reshape(n_dir * k, rows // k, width), w).reshape(n_dir, rows, -1)
+        return x.reshape(n_dir * k, rows // k, width)
 
     def _check_input(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
         """``x`` as ``[n_dir, B, I]`` and whether it came without the direction axis."""
@@ -340,8 +344,13 @@ class BayesianLSTMCell(BayesianRecurrentCell):
             gates = torch.baddbmm(
                 torch.baddbmm(self.bias_ih.mu + self.bias_hh.mu, x, self.weight_ih.mu), h, self.weight_hh.mu
             )
-        else:
-            gates = self._project(x, self.weight_ih, self.bias_ih) + self._project(h, self.weight_hh, self.bias_hh)
+        else:  # the same two fused products, over all direction x sample weight sets at once
+            bias = self.bias_ih.direction_major() + self.bias_hh.direction_major()
+            gates = torch.baddbmm(
+                torch.baddbmm(bias, self._sample_batches(x), self.weight_ih.direction_major()),
+                self._sample_batches(h),
+                self.weight_hh.direction_major(),
+            ).reshape(x.shape[0], x.shape[1], -1)
         i, f, g, o = gates.chunk(4, dim=-1)
         c = torch.addcmul(torch.sigmoid(f) * c, torch.sigmoid(i), torch.tanh(g))
         h = torch.sigmoid(o) * torch.tanh(c)
