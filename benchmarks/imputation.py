@@ -138,9 +138,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown models {sorted(unknown)}; known: {MODEL_NAMES + EXTRA_MODELS}")
     max_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
+    model_seed = args.seed if args.model_seed is None else args.model_seed
     record: dict[str, Any] = {
         "dataset": dataset.name, "shape": list(dataset.X.shape), "protocol": args.protocol,
-        "mask_rate": args.mask_rate, "seed": args.seed, "epochs": args.epochs, "max_minutes": args.max_minutes,
+        "mask_rate": args.mask_rate, "seed": args.seed, "model_seed": model_seed,
+        "delta_convention": args.delta_convention, "epochs": args.epochs, "max_minutes": args.max_minutes,
         "batch_size": batch_size, "hidden_size": args.hidden_size, "threads": args.threads,
         "torch": torch.__version__, "python": stdlib_platform.python_version(), "cpu_count": os.cpu_count(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": " ".join(sys.argv),
@@ -157,11 +159,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(json.dumps({"throughput": record["throughput"]}), flush=True)
                 continue
             if name == "pypots-brits":
-                row = run_pypots_row(split, args.hidden_size, batch_size, args.epochs, args.patience, args.seed,
+                row = run_pypots_row(split, args.hidden_size, batch_size, args.epochs, args.patience, model_seed,
                                      args.max_minutes, record["throughput"])
             else:
-                model = build_model(name, seed=args.seed, epochs=args.epochs, batch_size=batch_size,
-                                    hidden_size=args.hidden_size, patience=args.patience, max_seconds=max_seconds)
+                model = build_model(name, seed=model_seed, epochs=args.epochs, batch_size=batch_size,
+                                    hidden_size=args.hidden_size, patience=args.patience, max_seconds=max_seconds,
+                                    delta_convention=args.delta_convention)
                 row = fit_and_score(model, split)
                 if row.get("epochs"):
                     row["stopped_by"] = "early stopping" if row["early_stopped"] else (
@@ -202,7 +205,9 @@ def write_report(out_dir: Path) -> Path:
         lines += [f"## {record['dataset']} `{path.name}`", "",
                   f"Command: `{record['command']}`  ", f"Started {record['started']}, finished "
                   f"{record.get('finished', '(running or interrupted)')}; protocol {record['protocol']}, "
-                  f"mask {record['mask_rate']}, seed {record['seed']}, batch {record['batch_size']}, hidden "
+                  f"mask {record['mask_rate']}, split seed {record['seed']}, model seed "
+                  f"{record.get('model_seed', record['seed'])}, deltas {record.get('delta_convention', 'brits')}, "
+                  f"batch {record['batch_size']}, hidden "
                   f"{record['hidden_size']}, torch threads {record['threads']}, epoch limit {record['epochs']}, "
                   f"time budget {record['max_minutes']} min per model.", "",
                   "| model | fold | MAE | MRE | paper MAE | epochs run | best epoch | stopped by | fit s | samples/s |",
@@ -234,7 +239,9 @@ def main() -> None:
     parser.add_argument("--protocol", default="deari", choices=("deari", "pypots"))
     parser.add_argument("--mask-rate", type=float, default=0.1)
     parser.add_argument("--folds", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="split and masking seed (and model seed by default)")
+    parser.add_argument("--model-seed", type=int, default=None, help="model/training seed (default: --seed)")
+    parser.add_argument("--delta-convention", default="brits", choices=("brits", "paper"))
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--max-minutes", type=float, default=None, help="training budget per model and fold")
