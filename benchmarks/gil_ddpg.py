@@ -43,6 +43,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _write(dataset: str, payload: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    dataset = dataset + (f"_{payload['tag']}" if payload.get("tag") else "")
     (RESULTS / f"gil_ddpg_{dataset}.json").write_text(json.dumps(payload, indent=2, default=str))
     lines = [f"# GIL / GIL-D by RLlib DDPG on {dataset}", "", payload["command"], "",
              f"Settings: {payload['settings']}", "", f"Machine: {payload['machine']}", "",
@@ -143,6 +144,8 @@ def main() -> int:
                         help="actor/critic widths (reference 400,300; the actor runs on all B x T rows every step)")
     parser.add_argument("--ratio-update-every", type=int, nargs="+", default=[1, 8],
                         help="DDPG update periods whose wall-time ratio is measured")
+    parser.add_argument("--placeholder", default="auto", help="missing-input value (auto: 3 x max for the LSTM)")
+    parser.add_argument("--tag", default="", help="suffix of the result files")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
@@ -160,16 +163,18 @@ def main() -> int:
                                    lstm_hidden=args.lstm_hidden, mlp_hidden=args.mlp_hidden, horizon=args.horizon,
                                    iterations=args.iterations, steps_per_iteration=args.steps_per_iteration,
                                    final_steps=args.final_steps, eval_every=args.eval_every,
-                                   update_every=args.update_every, rl_hiddens=args.rl_hiddens)
+                                   update_every=args.update_every, rl_hiddens=args.rl_hiddens,
+                                   placeholder=args.placeholder)
     payload: dict[str, Any] = {
         "command": "python benchmarks/gil_ddpg.py " + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items() if v not in (None, False)),
+            for k, v in vars(args).items() if v not in (None, False, "")),
         "settings": dataclasses.asdict(settings),
         "machine": f"{platform.machine()} CPU (2 shared cores), torch threads {args.threads}",
         "paper": "PhysioNet 2012 mortality (Table 6): GIL 87.45 / 82.20 / 49.19, GIL-H 87.38 / 82.00 / 48.64, "
                  "zero imputation 87.15 / 81.14 / 47.37 (acc / AUC / AP)",
         "runs": {m: [] for m in args.methods},
+        "tag": args.tag,
     }
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
