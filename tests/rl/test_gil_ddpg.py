@@ -41,9 +41,11 @@ def test_gil_config_wires_row_wise_module_and_mask_slice():
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_smoke_test_runs_end_to_end_and_logs_to_mlflow(ray_session, mlflow_uri, tmp_path):
+    """One Tune trial whose DDPG samples the GIL env on a remote env runner (bundle per runner)."""
     output = tmp_path / "outcome.json"
-    code = _load_script().main(["--smoke-test", "--tracking-uri", mlflow_uri, "--storage-path",
-                                str(tmp_path / "ray_results"), "--output", str(output), "--name", "smoke"])
+    code = _load_script().main(["--smoke-test", "--num-env-runners", "1", "--tracking-uri", mlflow_uri,
+                                "--storage-path", str(tmp_path / "ray_results"), "--output", str(output),
+                                "--name", "smoke"])
     assert code == 0
     outcome = json.loads(output.read_text())
     for method in ("ones", "mask"):

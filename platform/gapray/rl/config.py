@@ -185,18 +185,22 @@ class DDPGConfig(SACConfig):
 
     @override(SACConfig)
     def validate(self) -> None:
-        from gapray.rl.replay import TRANSITION_BUFFER
+        from gapray.rl.replay import TRANSITION_BUFFER, TransitionEpisodeReplayBuffer
 
         buffer_type = self.replay_buffer_config.get("type")
-        if buffer_type == TRANSITION_BUFFER:
-            # SACConfig.validate accepts RLlib's episode buffers by exact name only.
+        transition_buffer = buffer_type == TRANSITION_BUFFER or (
+            isinstance(buffer_type, type) and issubclass(buffer_type, TransitionEpisodeReplayBuffer))
+        if transition_buffer:
+            # SACConfig.validate accepts RLlib's episode buffers by exact name only;
+            # `update_from_dict` turns the import path into the class: store the path again
+            # (Algorithm tests `"EpisodeReplayBuffer" in type`).
             self.replay_buffer_config["type"] = "EpisodeReplayBuffer"
         try:
             super().validate()
         finally:
-            self.replay_buffer_config["type"] = buffer_type
+            self.replay_buffer_config["type"] = TRANSITION_BUFFER if transition_buffer else buffer_type
         problems = []
-        if buffer_type == TRANSITION_BUFFER and self.n_step not in (1, None):
+        if transition_buffer and self.n_step not in (1, None):
             problems.append(f"the transition replay buffer supports n_step=1 only, got {self.n_step}")
         if self.actor_output not in ACTOR_OUTPUTS:
             problems.append(f"actor_output must be one of {ACTOR_OUTPUTS}, got {self.actor_output!r}")

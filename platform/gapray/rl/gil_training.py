@@ -442,7 +442,12 @@ def run_gil_ddpg(settings: GILDDPGSettings, *, tracking_uri: str = "sqlite:///ml
             param_space["actor_lr"] = tune.grid_search([1e-4, 5e-4])
             param_space["critic_lr"] = tune.grid_search([1e-3, 1e-4])
         metric = f"final_val_{settings.select_metric}"
-        trainable = tune.with_resources(gil_ddpg_trial, {"cpu": 1 + settings.num_env_runners})
+        # RLlib places env runner i in bundle i of the trial's placement group: reserve the
+        # algorithm's own request (driver/learner bundle + one bundle per env runner).
+        from gapray.rl.algorithm import DDPG
+
+        resources = DDPG.default_resource_request(build_ddpg_config(settings))
+        trainable = tune.with_resources(gil_ddpg_trial, resources)
         tuner = Tuner(trainable, param_space=param_space,
                       tune_config=TuneConfig(num_samples=num_samples),  # best trial picked below, on validation
                       run_config=RunConfig(name=name, storage_path=resolve_storage_path(storage_path), verbose=0))
