@@ -76,6 +76,9 @@ class TemporalDecay(nn.Module):
             raise ValueError(f"a diagonal decay needs input_size == output_size, got {input_size}, {output_size}")
         self.diagonal = diagonal
         self.linear = DirectionalLinear(n_directions, input_size, output_size)
+        # BRITS reference init (caow13/BRITS TemporalDecay, also PyPOTS): U(-1/sqrt(out), 1/sqrt(out))
+        _uniform_(self.linear.weight, output_size)
+        _uniform_(self.linear.bias, output_size)
 
     def forward(self, delta: Tensor) -> Tensor:
         if self.diagonal:
