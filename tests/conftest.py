@@ -72,5 +72,26 @@ def mlflow_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uris() -> Iterator[None]:
+    """Undo a test's ``mlflow.set_tracking_uri``/``set_registry_uri``: both also export
+    ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI``, which later tests would silently inherit."""
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    yield
+    import sys
+
+    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if tracking is not None and getattr(tracking, "_tracking_uri", None) is not None:
+        tracking.set_tracking_uri(None)
+    registry = sys.modules.get("mlflow.tracking._model_registry.utils")
+    if registry is not None and getattr(registry, "_registry_uri", None) is not None:
+        registry.set_registry_uri(None)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_SESSION_HOME, ignore_errors=True)
