@@ -73,6 +73,18 @@ def mlflow_uri(tmp_path: Path) -> str:
 
 
 @pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """One torch intra-op thread per test, restored afterwards: on a busy 2-core machine two
+    OpenMP threads spin and small matmuls/recurrences run 10-100x slower (measured)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
 def _restore_mlflow_uris() -> Iterator[None]:
     """Undo a test's ``mlflow.set_tracking_uri``/``set_registry_uri``: both also export
     ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI``, which later tests would silently inherit."""

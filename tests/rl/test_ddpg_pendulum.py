@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core.columns import Columns
@@ -12,7 +11,6 @@ from gapray.rl import DDPG
 from gapray.rl.evaluation import evaluate_policy, random_policy_returns
 from gapray.rl.presets import pendulum_config
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 OBS = torch.tensor(np.random.default_rng(0).uniform(-1, 1, (16, 3)), dtype=torch.float32)
 
 

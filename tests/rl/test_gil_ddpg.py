@@ -8,7 +8,6 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import pytest
 
 from gapray.rl.gil_training import SMOKE_TEST, GILDDPGSettings, build_ddpg_config, probe_env
 
@@ -39,7 +38,6 @@ def test_gil_config_wires_row_wise_module_and_mask_slice():
     assert action.shape == env.action_space.shape and env.action_space.contains(action.astype(np.float32))
 
 
-@pytest.mark.usefixtures("one_torch_thread")
 def test_smoke_test_runs_end_to_end_and_logs_to_mlflow(ray_session, mlflow_uri, tmp_path):
     """One Tune trial whose DDPG samples the GIL env on a remote env runner (bundle per runner)."""
     output = tmp_path / "outcome.json"
