@@ -13,7 +13,9 @@ import torch
 from gapray.data.dataset import TimeSeriesDataset
 from gapray.data.masking import remove_observed_per_sample
 from gapray.imputation import BRITS, DEARI, BRITSConfig, DEARIConfig
-from gapray.imputation.bayesian import BayesianRecurrentCell, load_deterministic_state
+from gapray.imputation.base import monte_carlo_records_per_pass
+from gapray.imputation.bayesian import BayesianRecurrentCell, load_deterministic_state, sampled_weights, split_samples
+from gapray.imputation.rits import RITS
 from gapray.imputation.training import prepare
 from gapray.imputation.uncertainty import ConformalScaler, gap_groups
 
@@ -131,6 +133,85 @@ def test_intervals_widen_in_a_long_gap() -> None:
     inner_gap = (slice(None), slice(7, 13))
     assert prediction["std"][inner_gap].mean() > 1.3 * prediction["std"][:, :4][isolated].mean()
     assert (upper - lower)[inner_gap].mean() > 1.6 * (upper - lower)[:, :4][isolated].mean()
+
+
+def _bayesian_model(model_class: type, rho_init: float | None = None) -> BRITS | DEARI:
+    if model_class is DEARI:
+        model = DEARI(DEARIConfig(n_layers=2, attention_layers=1, attention_heads=2, bayesian=True, **TINY))
+    else:
+        model = BRITS(BRITSConfig(bayesian=True, cell="gru", **TINY))
+    model._build(3)
+    if rho_init is not None:
+        with torch.no_grad():
+            for name, parameter in model.core.named_parameters():
+                if name.endswith(".rho"):
+                    parameter.fill_(rho_init)
+    return model
+
+
+@pytest.mark.parametrize("model_class", [BRITS, DEARI])
+def test_inference_pass_skips_the_loss_and_shares_input_terms_without_changing_the_imputation(
+    model_class: type,
+) -> None:
+    """A Monte Carlo pass without autograd computes decay, combination weights and masks once per
+    record and no loss; it gives the same samples (same draw) as the training path, which runs
+    every copy with its own graph and builds the loss; the loss, read afterwards, agrees too."""
+    model = _bayesian_model(model_class, rho_init=-2.0)  # wide posterior: samples differ clearly
+    core = model.core.eval()
+    batch = prepare(_sines(n=10), "brits", torch.device("cpu")).batch(slice(0, 10))
+    k = 4
+    with sampled_weights(core, k, torch.Generator().manual_seed(7)):
+        training_path = core(batch.repeat(k))
+        assert training_path.loss.requires_grad
+    with torch.no_grad(), sampled_weights(core, k, torch.Generator().manual_seed(7)):
+        repeated = batch.repeat(k)
+        values, mask, _, repeats = repeated.recurrence_inputs(repeated.values)
+        assert repeats == k and values is batch.values and mask.shape[1] == 10  # records shared by the copies
+        inference_path = core(batch.repeat(k), with_loss=False)
+        lazy_loss = core(batch.repeat(k)).loss
+    samples = split_samples(inference_path.imputation, k)
+    assert torch.allclose(samples, split_samples(training_path.imputation.detach(), k), atol=1e-6)
+    assert not torch.allclose(samples[0], samples[1])
+    assert torch.allclose(lazy_loss, training_path.loss.detach(), atol=1e-6)
+    with torch.no_grad():  # frozen: the no-loss path is the loss path's imputation, bit for bit
+        assert torch.equal(core(batch, with_loss=False).imputation, core(batch).imputation)
+
+
+def test_rits_refuses_inputs_that_are_not_copies_of_its_records() -> None:
+    rits = RITS(3, 4, n_directions=1)
+    mask, deltas = torch.ones(1, 2, 5, 3), torch.ones(1, 2, 5, 3)
+    assert rits(torch.zeros(1, 6, 5, 3), mask, deltas, repeats=3).imputation.shape == (1, 6, 5, 3)
+    assert rits(torch.zeros(1, 2, 5, 3), mask, deltas, repeats=3).imputation.shape == (1, 6, 5, 3)
+    with pytest.raises(ValueError, match="3 copies of 2 records"):
+        rits(torch.zeros(1, 4, 5, 3), mask, deltas, repeats=3)
+
+
+@pytest.mark.parametrize("model_class", [BRITS, DEARI])
+def test_monte_carlo_prediction_is_seeded_and_collapses_to_the_frozen_network(model_class: type) -> None:
+    test = _sines(n=40, seed=3)
+    model = _bayesian_model(model_class, rho_init=-2.0)
+    torch.manual_seed(0)
+    first = model.predict(test, n_samples=5, return_samples=True)
+    torch.manual_seed(0)
+    again = model.predict(test, n_samples=5, return_samples=True)
+    assert all(np.array_equal(first[key], again[key]) for key in first)
+    frozen = model.predict(test, n_samples=0)["imputation"]
+    assert not np.allclose(first["imputation"], frozen, atol=1e-3)
+    # a posterior with zero spread (softplus(-200) == 0): every sample is the frozen network
+    collapsed = _bayesian_model(model_class, rho_init=-200.0)
+    single = collapsed.predict(test, n_samples=1)
+    frozen = collapsed.predict(test, n_samples=0)["imputation"]
+    assert np.allclose(single["imputation"], frozen, atol=1e-6) and np.all(single["std"] == 0.0)
+    several = collapsed.predict(test, n_samples=3)
+    assert np.allclose(several["imputation"], frozen, atol=1e-6) and np.all(several["std"] == 0.0)
+
+
+def test_monte_carlo_passes_split_the_records_evenly() -> None:
+    assert monte_carlo_records_per_pass(400, 64, 10) == 58  # 7 passes of at most 64 records, not 6 x 64 + 16
+    assert monte_carlo_records_per_pass(147, 64, 10) == 49  # 3 passes
+    assert monte_carlo_records_per_pass(10, 64, 10) == 10
+    assert monte_carlo_records_per_pass(64, 16, 10) == 32  # at least 32 records per pass
+    assert monte_carlo_records_per_pass(1000, 64, 2) == 250  # 4 passes of at most 320
 
 
 def test_monte_carlo_cost_is_batched() -> None:

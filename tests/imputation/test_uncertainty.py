@@ -75,6 +75,20 @@ def test_gaussian_and_quantile_intervals() -> None:
     assert summary["imputation"][0] == 50.0 and summary["std"][0] == pytest.approx(np.std(samples, ddof=1))
 
 
+def test_summarised_mean_and_std_are_the_float64_ones() -> None:
+    rng = np.random.default_rng(0)
+    for shape in ((10, 6, 5, 3), (1, 4), (2, 7)):
+        samples = rng.normal(scale=5.0, size=shape).astype(np.float32)
+        samples[:, 0] = samples[0, 0]  # identical samples, as an observed entry
+        wide = samples.astype(np.float64)
+        summary = summarise_samples(samples)
+        assert summary["imputation"].dtype == np.float32
+        assert np.array_equal(summary["imputation"], wide.mean(axis=0).astype(np.float32))
+        expected_std = wide.std(axis=0, ddof=1) if shape[0] > 1 else np.zeros(shape[1:])
+        assert np.array_equal(summary["std"], expected_std.astype(np.float32))
+        assert np.all(summary["std"][0] == 0.0) and np.array_equal(summary["imputation"][0], samples[0, 0])
+
+
 def test_conformal_quantile_rank() -> None:
     scores = np.arange(1.0, 20.0)[::-1]  # 19 scores 1..19
     assert conformal_quantile(scores, 0.9) == 18.0  # ceil(20 * 0.9) = 18th smallest

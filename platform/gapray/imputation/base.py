@@ -8,6 +8,7 @@ NaN for missing values in ``predict``/``impute``); they are checked where they e
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -66,6 +67,19 @@ def check_dataset(data: TimeSeriesDataset | np.ndarray, role: str, n_features: i
         if np.isinf(data.X_ori).any():
             raise DatasetError(f"{role} ({data.name}): X_ori has an infinite value")
     return data
+
+
+def monte_carlo_records_per_pass(n_records: int, batch_size: int, n_samples: int) -> int:
+    """Records per batched Monte Carlo pass (each pass runs ``n_samples`` copies of them).
+
+    About ``10 * batch_size`` rows per pass (2.5 deterministic inference batches: larger passes
+    fall out of the CPU caches and cost more per row, smaller ones pay the per-step Python
+    overhead more often), at least 32 records, and the records spread evenly over the passes so
+    that no pass is a short remainder (measured: ``benchmarks/bayesian.py --cost``).
+    """
+    target = max(32, 10 * batch_size // max(n_samples, 1))
+    n_passes = max(1, math.ceil(n_records / target))
+    return max(1, math.ceil(n_records / n_passes))
 
 
 class RecurrentImputer:
@@ -163,11 +177,8 @@ class RecurrentImputer:
         if not n_samples:
             imputation = impute_prepared(core, data, 4 * self.config.batch_size)
             return {"imputation": imputation.cpu().numpy()}
-        # about as many rows per pass as a deterministic inference batch (K-times larger passes
-        # fall out of the CPU caches and cost more than K passes), but at least 32 records so the
-        # per-step Python overhead stays amortised (measured: benchmarks/bayesian.py --cost)
-        records_per_pass = max(32, 4 * self.config.batch_size // n_samples)
-        samples = sample_imputations(core, data, records_per_pass, n_samples).cpu().numpy()
+        samples = sample_imputations(core, data, monte_carlo_records_per_pass(len(data), self.config.batch_size,
+                                                                              n_samples), n_samples).cpu().numpy()
         prediction = summarise_samples(samples, level)
         if return_samples:
             prediction["samples"] = samples

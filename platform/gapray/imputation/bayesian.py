@@ -22,7 +22,10 @@ Batched Monte Carlo: with ``K`` samples drawn, the cell expects its input batch 
 original batch repeated ``K`` times, sample-major (rows ``k*B .. (k+1)*B - 1`` belong to weight
 sample ``k``; :func:`repeat_for_samples` builds it, :func:`split_samples` undoes it), and runs
 all ``K`` networks in one ``baddbmm`` per gate projection. ``K`` samples therefore cost one
-pass over a ``K``-times larger batch, with no Python loop over samples or records.
+pass over a ``K``-times larger batch, with no Python loop over samples or records. At inference
+the RITS terms that depend on the inputs only (decays, combination weights, masks) are computed
+once per record and shared by the ``K`` copies, and no loss is built
+(:meth:`gapray.imputation.brits.core.Batch.recurrence_inputs`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ layers and the extra terms (deep metric learning, and KL for Bayesian cells).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +18,7 @@ from gapray.imputation.bayesian import BayesianConfig, kl_divergence, repeat_for
 from gapray.imputation.config import BRITSConfig
 from gapray.imputation.dml import MetricLearningLoss
 from gapray.imputation.layers import bidirectional_merge, consistency_loss
-from gapray.imputation.rits import RITS
+from gapray.imputation.rits import RITS, RITSOutput
 
 
 @dataclass
@@ -28,32 +29,66 @@ class Batch:
     deltas: ``[2, B, T, D]``: forward deltas, and backward deltas in reversed time order.
     n_samples: the rows are this many sample-major copies of one batch, one per Bayesian weight
     sample (see :meth:`repeat` and :func:`gapray.imputation.bayesian.sampled_weights`).
+    records: the batch before :meth:`repeat` (None if not repeated): its inputs-only terms are
+    computed once and shared by the copies at inference (see :meth:`recurrence_inputs`).
     """
 
     values: Tensor
     mask: Tensor
     deltas: Tensor
     n_samples: int = 1
-    directional_mask: Tensor = field(init=False)
+    records: Batch | None = None
 
-    def __post_init__(self) -> None:
-        self.directional_mask = torch.stack([self.mask, self.mask.flip(1)])
+    @cached_property
+    def directional_mask(self) -> Tensor:
+        """``[2, B, T, D]``: the mask, and the mask in reversed time order."""
+        return torch.stack([self.mask, self.mask.flip(1)])
 
     def repeat(self, n_samples: int) -> Batch:
         """The batch repeated ``n_samples`` times, sample-major, for batched Monte Carlo passes."""
         return Batch(values=repeat_for_samples(self.values, n_samples), mask=repeat_for_samples(self.mask, n_samples),
-                     deltas=self.deltas.repeat(1, n_samples, 1, 1), n_samples=self.n_samples * n_samples)
+                     deltas=self.deltas.repeat(1, n_samples, 1, 1), n_samples=self.n_samples * n_samples,
+                     records=self)
+
+    def recurrence_inputs(self, values: Tensor) -> tuple[Tensor, Tensor, Tensor, int]:
+        """``(values, directional_mask, deltas, repeats)`` for :class:`~gapray.imputation.rits.RITS`.
+
+        Without autograd (inference) a repeated batch hands over its records once with
+        ``repeats = n_samples`` (and its own ``values`` per record too), so decay, combination
+        weights, masks and ``m * x`` are computed per record, not per weight sample. With autograd
+        every copy keeps its own graph (training gradients are exactly those of the repeated batch).
+        """
+        if self.records is not None and not torch.is_grad_enabled():
+            repeats = self.n_samples // self.records.n_samples
+            if values is self.values:
+                values = self.records.values
+            return values, self.records.directional_mask, self.records.deltas, repeats
+        return values, self.directional_mask, self.deltas, 1
 
 
-@dataclass
 class LayerOutput:
     """One bidirectional layer: merged imputation ``[B, T, D]`` (Eq. 11), hidden states ``[2, B, T, H]``
-    (backward in reversed time), reconstruction loss (both directions summed) and consistency."""
+    (backward in reversed time), reconstruction loss (both directions summed) and consistency.
 
-    imputation: Tensor
-    hidden_states: Tensor
-    reconstruction: Tensor
-    consistency: Tensor
+    Hidden states and the loss terms are computed on first access (inference reads none of them).
+    """
+
+    def __init__(self, rits: RITSOutput) -> None:
+        self._rits = rits
+        self._forward, self._backward = rits.imputation[0], rits.imputation[1].flip(1)
+        self.imputation = bidirectional_merge(self._forward, self._backward)
+
+    @property
+    def hidden_states(self) -> Tensor:
+        return self._rits.hidden_states
+
+    @cached_property
+    def reconstruction(self) -> Tensor:
+        return self._rits.loss.sum()
+
+    @cached_property
+    def consistency(self) -> Tensor:
+        return consistency_loss(self._forward, self._backward)
 
 
 @dataclass
@@ -76,15 +111,9 @@ class BidirectionalLayer(nn.Module):
                          bayesian=BayesianConfig(prior_sigma=config.prior_sigma) if config.bayesian else None)
 
     def forward(self, values: Tensor, batch: Batch, initial_hidden: Tensor | None = None) -> LayerOutput:
+        values, mask, deltas, repeats = batch.recurrence_inputs(values)
         both = torch.stack([values, values.flip(1)])
-        out = self.rits(both, batch.directional_mask, batch.deltas, initial_hidden)
-        forward_imputation, backward_imputation = out.imputation[0], out.imputation[1].flip(1)
-        return LayerOutput(
-            imputation=bidirectional_merge(forward_imputation, backward_imputation),
-            hidden_states=out.hidden_states,
-            reconstruction=out.loss.sum(),
-            consistency=consistency_loss(forward_imputation, backward_imputation),
-        )
+        return LayerOutput(self.rits(both, mask, deltas, initial_hidden, repeats))
 
 
 def layer_loss(output: LayerOutput, config: BRITSConfig) -> Tensor:
