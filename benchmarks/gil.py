@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import platform
 import statistics
 import sys
@@ -162,7 +163,9 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
         "physionet-lstm": {"dataset": "physionet2012", "data_root": args.data_dir,
                            "lstm_hidden_size": args.lstm_hidden_size},
     }
-    payload: dict[str, Any] = {"part": "throughput", "machine": f"torch threads {torch.get_num_threads()}",
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    payload: dict[str, Any] = {"part": "throughput",
+                               "machine": f"torch threads {torch.get_num_threads()}, load average at start {load}",
                                "rows": []}
     for name, config in cases.items():
         for timing in ("after_update", "before_update"):
@@ -207,7 +210,10 @@ def report() -> str:
                   f"interleaved blocks, medians of process CPU time (one torch thread, so independent of the shared "
                   f"machine's load; wall-time ratio beside it); {data['machine']}. Target: ratio <= 1.3. "
                   "`after_update` is the paper's reward (Algorithm 1 line 9: one extra inference forward of the "
-                  "batch); `before_update` is the reference code's.", "",
+                  "batch); `before_update` is the reference code's. The paper's reward needs a whole "
+                  "inference forward, which alone is 0.22-0.25 of a bare step here (MLP 1.4-1.5 ms of 6-7 ms, LSTM "
+                  "3.0-3.3 ms of 13.5 ms), so 1.3x leaves 0.05-0.08 of a step for everything else the env does "
+                  "(action check, observation rows, info).", "",
                   "| case | reward timing | observation | env CPU ms/step | bare CPU ms/step | env steps/s (CPU) "
                   "| ratio (CPU) | ratio (wall) |",
                   "|---|---|---|---|---|---|---|---|"]

@@ -325,10 +325,11 @@ class GILEnv(gym.Env[np.ndarray, np.ndarray]):
                 # [projection | W_out^T] gives both the zeta and the per-step logit columns
                 predictor = self.session.predictor
                 head = torch.cat([self._projection, predictor.output.weight.detach().t()], dim=1)
-                out = (output.zeta.detach().transpose(0, 1) @ head).transpose(0, 1)  # [B, T, k + C]
+                out = output.zeta.detach().transpose(0, 1) @ head  # time-major [T, B, k + C]
                 k = layout.zeta_dim
-                rows[..., layout.zeta] = torch.tanh(out[..., :k])
-                rows[..., layout.y_hat] = torch.softmax(out[..., k:] + predictor.output.bias.detach(), dim=-1)
+                out[..., :k].tanh_()
+                out[..., k:] = torch.softmax(out[..., k:] + predictor.output.bias.detach(), dim=-1)
+                rows[..., layout.zeta.start:] = out.transpose(0, 1)  # one strided copy into [B, T, F]
             array = rows.view(self.n_rows, -1).cpu().numpy()
         mask = array[:, layout.mask]  # a read-only view: no copy per step
         mask.flags.writeable = False

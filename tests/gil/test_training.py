@@ -154,3 +154,19 @@ def test_cli_prints_scores_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     args = _gil_parser().parse_args(["gil", "evaluate", "--dataset", "mnist", "--data-dir", "/nonexistent"])
     with pytest.raises(FileNotFoundError, match="nonexistent"):
         args.handler(args)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_a_cpu_session_flushes_denormals_unless_told_not_to(digits: object, flush: bool) -> None:
+    # a saturated LSTM (reference 3max placeholder) fills its gates with denormals, 5x slower on x86
+    from gapray.gil.training import PredictorSession, seeded_predictor, to_tensors
+
+    config = TrainingConfig(steps=1, hidden_sizes=(8,), flush_denormal=flush)
+    torch.set_flush_denormal(False)
+    try:
+        train = to_tensors(digits.train, "mlp", 0.0)
+        PredictorSession(seeded_predictor(digits, config, 0), train, config)
+        tiny = torch.tensor([1e-39], dtype=torch.float32)  # a denormal float32
+        assert ((tiny * 1.0).item() == 0.0) is flush
+    finally:
+        torch.set_flush_denormal(False)

@@ -61,6 +61,11 @@ class TrainingConfig:
     """Seed of the predictor's initialisation, the batch order and the random policy."""
     device: str = "cpu"
     """Torch device."""
+    flush_denormal: bool = True
+    """On CPU, flush denormal floats to zero (``torch.set_flush_denormal``, for the thread that
+    builds the session). An LSTM saturated by a large placeholder (the reference ``3max`` is 387
+    on z-scored PhysioNet) fills its gates with denormals, which made a training step 5x slower
+    on this x86 CPU (69 ms -> 13.5 ms per step, 64 units); values below 1.2e-38 become 0."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "lr_decay_steps", "lstm_hidden_size"):
@@ -161,6 +166,8 @@ class PredictorSession:
     def __init__(self, predictor: Predictor, train: TaskTensors, config: TrainingConfig,
                  deferred: bool | None = None) -> None:
         self.predictor, self.train, self.config = predictor, train, config
+        if config.flush_denormal and train.x.device.type == "cpu":
+            torch.set_flush_denormal(True)
         self.optimizer = torch.optim.Adam(predictor.parameters(), lr=config.learning_rate)
         factor = config.lr_decay_rate ** (1.0 / config.lr_decay_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: factor ** step)
