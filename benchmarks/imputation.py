@@ -8,6 +8,12 @@ How to run this script::
     python benchmarks/imputation.py --folds 5 --models brits-gru,deari --epochs 50
     # Beijing air (stacked 1461 x 24 x 132), batch 128
     python benchmarks/imputation.py --dataset beijing-air --models mean,locf,brits-gru,deari
+    # Bayesian rows (DEARI sec. 4.3) against deterministic DEARI at equal epochs (no early stop)
+    python benchmarks/imputation.py --models deari,bayes-deari --epochs 6 --patience 100 \
+        --unfreeze-every 10 --tag physionet2012_bayes_equal_epochs
+    # add rows to an existing results file of the same settings
+    python benchmarks/imputation.py --models bayes-brits --epochs 6 --patience 100 --append \
+        --tag physionet2012_bayes_equal_epochs
     # rebuild the markdown table from every results/imputation_*.json
     python benchmarks/imputation.py --report
 
@@ -16,10 +22,15 @@ Each run writes ``benchmarks/results/imputation_<tag>.json`` and rebuilds
 BRITS (``pip install pypots==1.5``; hidden 108, same Adam settings, batch, patience and split)
 for the number of epochs that fits the same time budget as ours; ``throughput`` times one
 training epoch of our BRITS-LSTM and PyPOTS BRITS alternately (no validation) and reports the
-ratio of samples per second.
+ratio of samples per second. The Bayesian rows ``bayes-brits``, ``bayes-deari`` and
+``bayes-deari-dml`` report MAE/MRE of the Monte Carlo mean of ``--n-samples`` passes, raw and
+split-conformal calibrated (on the validation set's removed entries) coverage of the
+``--level`` interval, its mean width, CRPS, and train and inference time against the
+deterministic ``deari`` row of the same run (:func:`gapray.imputation.experiment.score_uncertainty`).
 
 Results to expect: DEARI Table 1 (PhysioNet 10 %): BRITS-LSTM 0.2629, BRITS-GRU 0.2564,
-DEARI 0.2412, DEARI-DML 0.2408 MAE after up to 300 epochs on a GPU. On a shared 2-core CPU
+DEARI 0.2412, DEARI-DML 0.2408, Bayesian DEARI 0.2415 MAE after up to 300 epochs on a GPU
+(Beijing air: 0.1089 deterministic, 0.1012 Bayesian DEARI). On a shared 2-core CPU
 with a budget of minutes per model the recurrent models run tens of epochs and DEARI (four
 2048-wide transformer encoder layers per extra layer) only a few, so expect higher MAE.
 """
@@ -45,15 +56,22 @@ import torch
 from gapray.data.loaders import load_dataset
 from gapray.data.splits import Split, imputation_split
 from gapray.imputation import BRITS, BRITSConfig
-from gapray.imputation.experiment import BATCH_SIZES, MODEL_NAMES, build_model, fit_and_score
+from gapray.imputation.experiment import (
+    BATCH_SIZES,
+    BAYESIAN_DEFAULTS,
+    BAYESIAN_MODEL_NAMES,
+    MODEL_NAMES,
+    build_model,
+    fit_and_score,
+)
 from gapray.metrics import masked_mae, masked_mre
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PAPER_MAE = {  # DEARI Table 1, 10 % mask
     "physionet2012": {"brits-lstm": 0.2629, "brits-gru": 0.2564, "brits-dml": 0.2561, "deari": 0.2412,
-                      "deari-dml": 0.2408},
+                      "deari-dml": 0.2408, "bayes-deari": 0.2415},
     "beijing-air": {"brits-lstm": 0.1203, "brits-gru": 0.1062, "brits-dml": 0.1065, "deari": 0.1089,
-                    "deari-dml": 0.1080},
+                    "deari-dml": 0.1080, "bayes-deari": 0.1012},
 }
 EXTRA_MODELS = ("pypots-brits", "throughput")
 
@@ -139,6 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"unknown models {sorted(unknown)}; known: {MODEL_NAMES + EXTRA_MODELS}")
     max_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
     model_seed = args.seed if args.model_seed is None else args.model_seed
+    bayes = {"unfreeze_every": args.unfreeze_every, "n_samples": args.n_samples, "kl_weight": args.kl_weight}
     record: dict[str, Any] = {
         "dataset": dataset.name, "shape": list(dataset.X.shape), "protocol": args.protocol,
         "mask_rate": args.mask_rate, "seed": args.seed, "model_seed": model_seed,
@@ -146,9 +165,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": batch_size, "hidden_size": args.hidden_size, "threads": args.threads,
         "torch": torch.__version__, "python": stdlib_platform.python_version(), "cpu_count": os.cpu_count(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": " ".join(sys.argv),
+        "patience": args.patience, "bayesian": {**BAYESIAN_DEFAULTS, "kl_weight": BRITSConfig.kl_weight,
+                                                **{k: v for k, v in bayes.items() if v is not None},
+                                                "level": args.level},
         "rows": [], "throughput": None,
     }
     out = Path(args.out_dir) / f"imputation_{args.tag}.json"
+    if args.append and out.exists():
+        record = _append_to(json.loads(out.read_text()), record)
     for fold in range(args.folds):
         split = imputation_split(dataset, protocol=args.protocol, rate=args.mask_rate, seed=args.seed, fold=fold)
         print(f"fold {fold}: train {len(split.train)} val {len(split.val)} test {len(split.test)}", flush=True)
@@ -164,8 +188,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 model = build_model(name, seed=model_seed, epochs=args.epochs, batch_size=batch_size,
                                     hidden_size=args.hidden_size, patience=args.patience, max_seconds=max_seconds,
-                                    delta_convention=args.delta_convention)
-                row = fit_and_score(model, split)
+                                    delta_convention=args.delta_convention,
+                                    **(bayes if name in BAYESIAN_MODEL_NAMES else {}))
+                row = fit_and_score(model, split, n_samples=args.n_samples, level=args.level)
+                if name in BAYESIAN_MODEL_NAMES:
+                    row["config"] = {k: getattr(model.config, k) for k in ("unfreeze_every", "n_samples", "kl_weight")}
                 if row.get("epochs"):
                     row["stopped_by"] = "early stopping" if row["early_stopped"] else (
                         "epoch limit" if row["epochs"] >= args.epochs else "time budget")
@@ -180,6 +207,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
+_SAME_SETTINGS = ("dataset", "protocol", "mask_rate", "seed", "model_seed", "delta_convention", "epochs",
+                  "max_minutes", "batch_size", "hidden_size")
+
+
+def _append_to(previous: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """``previous`` (an existing results file) continued by this run; its settings must match."""
+    differ = [k for k in _SAME_SETTINGS if previous.get(k) != record.get(k)]
+    if differ:
+        raise SystemExit(f"--append: settings differ from the existing file: "
+                         f"{ {k: (previous.get(k), record.get(k)) for k in differ} }")
+    merged = {**record, "rows": previous["rows"], "throughput": previous.get("throughput"),
+              "started": previous["started"]}
+    merged["command"] = previous["command"] + " ; " + record["command"]
+    for key in ("patience", "bayesian", "threads"):
+        if key in previous and previous[key] != record[key]:
+            merged[f"{key}_earlier_runs"] = previous[key]
+    return merged
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -192,6 +238,38 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _bayesian_table(record: dict[str, Any]) -> list[str]:
+    """Interval scores of the Bayesian rows and their cost against the run's deterministic DEARI."""
+    rows = [r for r in record["rows"] if "picp" in r]
+    if not rows:
+        return []
+    settings = record.get("bayesian", {})
+    lines = ["", f"Bayesian rows: MAE/MRE above are of the Monte Carlo mean of {rows[0].get('n_samples')} passes; "
+             f"{100 * rows[0].get('level', 0.9):.0f} % Gaussian intervals (mean +- z std); calibrated = "
+             "split-conformal scaling of the std on the validation set's removed entries; CRPS from the samples "
+             "(raw) and Gaussian with the calibrated std; frozen MAE = posterior means only; "
+             f"settings {json.dumps(settings)}. Costs are relative to the `deari` row of this run "
+             "(MC s / DEARI inference s: Monte Carlo pass over test vs one deterministic DEARI pass).", "",
+             "| model | fold | MAE | frozen MAE | MAE - DEARI | PICP raw | width raw | CRPS raw | PICP cal. | "
+             "width cal. | CRPS cal. | conformal z | fit s | fit / DEARI | 1 pass s | MC s | MC / 1 pass | "
+             "MC / DEARI pass |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        det = next((r for r in record["rows"] if r["model"] == "deari" and r["fold"] == row["fold"]), None)
+        diff = None if det is None else row["mae"] - det["mae"]
+        fit_ratio = None if det is None else row["fit_seconds"] / det["fit_seconds"]
+        det_pass = None if det is None else det.get("predict_seconds")
+        lines.append(
+            f"| {row['model']} | {row['fold']} | {_fmt(row['mae'])} | {_fmt(row.get('frozen_mae'))} | "
+            f"{_fmt(diff) if diff is None else f'{diff:+.4f}'} | {_fmt(row['picp'], 3)} | {_fmt(row['width'])} | "
+            f"{_fmt(row.get('crps'))} | {_fmt(row['calibrated_picp'], 3)} | {_fmt(row['calibrated_width'])} | "
+            f"{_fmt(row['calibrated_crps'])} | {_fmt(row.get('conformal_multiplier'), 2)} | "
+            f"{_fmt(row['fit_seconds'], 1)} | {_fmt(fit_ratio, 2)} | {_fmt(row['predict_seconds_1pass'], 2)} | "
+            f"{_fmt(row['predict_seconds_mc'], 2)} | {_fmt(row['mc_cost_ratio'], 2)} | "
+            f"{_fmt(None if not det_pass else row['predict_seconds_mc'] / det_pass, 2)} |")
+    return lines
 
 
 def write_report(out_dir: Path) -> Path:
@@ -218,6 +296,7 @@ def write_report(out_dir: Path) -> Path:
                          f"{_fmt(row.get('paper_mae'))} | {_fmt(epochs)} | {_fmt(row.get('best_epoch'))} | "
                          f"{row.get('stopped_by', row.get('note', '-'))} | {_fmt(row['fit_seconds'], 1)} | "
                          f"{_fmt(row.get('samples_per_second'), 1)} |")
+        lines += _bayesian_table(record)
         if record.get("throughput"):
             t = record["throughput"]
             lines += ["", f"Training throughput, BRITS-LSTM hidden {t['hidden_size']}, batch {t['batch_size']}, "
@@ -249,6 +328,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     parser.add_argument("--throughput-rounds", type=int, default=2)
+    parser.add_argument("--unfreeze-every", type=int, default=None,
+                        help="Bayesian rows: sample weights every this many steps (default: paper's 100)")
+    parser.add_argument("--n-samples", type=int, default=10, help="Bayesian rows: Monte Carlo passes (paper: 10)")
+    parser.add_argument("--kl-weight", type=float, default=None, help="Bayesian rows: KL weight (default 1.0)")
+    parser.add_argument("--level", type=float, default=0.9, help="Bayesian rows: nominal interval coverage")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows of an existing results file with this tag (same settings) and add to it")
     parser.add_argument("--tag", default=None, help="results file suffix (default: dataset)")
     parser.add_argument("--out-dir", default=str(RESULTS))
     parser.add_argument("--report", action="store_true", help="only rebuild the markdown table")
