@@ -133,6 +133,32 @@ def test_save_load_round_trip_and_resume_continue_the_same_run(tmp_path: Path) -
         BRITS.load(final)
 
 
+def test_a_mid_training_checkpoint_switches_to_its_best_weights_and_still_resumes(tmp_path: Path) -> None:
+    ds = _dataset()
+    config = BRITSConfig(**{**TINY, "epochs": 4, "lr": 0.05})
+    straight = BRITS(config)
+    straight.fit(ds, ds)
+    checkpoint = tmp_path / "epoch3.pt"
+    interrupted = BRITS(config)
+    interrupted.fit(ds, ds, epoch_callback=lambda epoch, _: interrupted.save(checkpoint) if epoch == 3 else None)
+
+    loaded = BRITS.load(checkpoint)
+    latest = loaded.impute(ds)
+    assert loaded.use_best_weights()
+    best = loaded.core.state_dict()
+    for name, value in loaded.state.best_weights.items():
+        torch.testing.assert_close(best[name], value, rtol=0, atol=0)
+    if loaded.state.best_epoch != 3:  # the best epoch is an earlier one: the weights really changed
+        assert not np.array_equal(loaded.impute(ds), latest)
+    loaded.fit(ds, ds)  # resumes from epoch 3's latest weights, not from the best ones
+    np.testing.assert_array_equal(loaded.impute(ds), straight.impute(ds))
+    without_validation = BRITS(config)
+    without_validation.fit(ds)  # no validation data: the best weights are the latest ones
+    before = without_validation.impute(ds)
+    assert without_validation.use_best_weights()
+    np.testing.assert_array_equal(without_validation.impute(ds), before)
+
+
 def test_early_stopping_stops_after_patience_without_improvement() -> None:
     ds = _dataset()
     model = BRITS(BRITSConfig(hidden_size=8, batch_size=8, epochs=50, patience=1, lr=0.5))

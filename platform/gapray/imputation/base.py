@@ -151,6 +151,21 @@ class RecurrentImputer:
             core.load_state_dict(self.state.best_weights)
         return history
 
+    def use_best_weights(self) -> bool:
+        """Switch to the best-validation weights, as :meth:`fit` does when it ends.
+
+        For a checkpoint saved during training (e.g. by an ``epoch_callback`` or a Tune trial),
+        whose weights are the latest epoch's. The latest weights stay the resume point, so a
+        later :meth:`fit` continues the same run. Without validation data the best weights are
+        the latest ones. Returns False before the first finished epoch."""
+        core = self._require_fitted()
+        if self.state.best_weights is None:
+            return False
+        if self._resume_weights is None:
+            self._resume_weights = {k: v.detach().clone() for k, v in core.state_dict().items()}
+        core.load_state_dict(self.state.best_weights)
+        return True
+
     # --- inference ----------------------------------------------------------------------------------
     def _prepare(self, data: TimeSeriesDataset | np.ndarray, role: str, with_target: bool = False) -> PreparedData:
         self._require_fitted()

@@ -207,14 +207,8 @@ def plot_mae_by_depth_and_margin(table: pd.DataFrame, path: Path) -> Path:
 
 def load_best_weights(model_class: Any, checkpoint_dir: Path) -> Any:
     """The trial's model with its best-validation weights (the checkpoint also holds the latest ones)."""
-    try:
-        model = model_class.load(checkpoint_dir / MODEL_FILE, device="cpu")
-    except TypeError:
-        model = model_class.load(checkpoint_dir / MODEL_FILE)
-    state = getattr(model, "state", None)
-    best = getattr(state, "best_weights", None)
-    if best is not None and getattr(model, "core", None) is not None:
-        model.core.load_state_dict(best)
+    model = model_class.load(checkpoint_dir / MODEL_FILE, device="cpu")
+    model.use_best_weights()
     return model
 
 
