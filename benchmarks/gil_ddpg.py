@@ -5,7 +5,7 @@ How to run this script
 ----------------------
     python benchmarks/gil_ddpg.py --data-dir ../shared/data                # PhysioNet, 3 seeds
     python benchmarks/gil_ddpg.py --quick                                  # digits smoke run
-    python benchmarks/gil_ddpg.py --part ratio --data-dir ../shared/data   # wall-time ratio only
+    python benchmarks/gil_ddpg.py --part ratio --data-dir ../shared/data   # ratio only: gil_ddpg_<dataset>_ratio.*
 
 Per seed and method (GIL: reward ``-loss``; GIL-D: Eq. 43 with label-balanced batches), the
 policy is learned with DDPG for ``--iterations x --steps-per-iteration`` env steps (training
@@ -20,7 +20,10 @@ Results to expect
 PhysioNet mortality AUC 82.20 (GIL) vs 82.00 (GIL-H) vs 81.14 (zero imputation); on CPU with a
 64-unit LSTM and a short policy-learning budget expect all three within about a point of each
 other, ranking not guaranteed. The wall-time ratio (DDPG on RLlib / env with a fixed policy)
-is dominated by the actor's pass over every row and RLlib's per-update overhead.
+is dominated by the actor's pass over every row (every env step) and RLlib's per-update
+overhead (learner update, weight sync: every ``--update-every`` steps); the replay buffer hands
+the learner only ``train_rows_per_step`` rows of each replayed step. ``--part ratio`` writes
+``gil_ddpg_<dataset>_ratio.*``; on a shared machine use ``--ratio-repeats 3``.
 """
 
 from __future__ import annotations
@@ -46,9 +49,10 @@ def _write(dataset: str, payload: dict[str, Any]) -> None:
     dataset = dataset + (f"_{payload['tag']}" if payload.get("tag") else "")
     (RESULTS / f"gil_ddpg_{dataset}.json").write_text(json.dumps(payload, indent=2, default=str))
     lines = [f"# GIL / GIL-D by RLlib DDPG on {dataset}", "", payload["command"], "",
-             f"Settings: {payload['settings']}", "", f"Machine: {payload['machine']}", "",
-             "| method | n | test acc | test AUC | test AP | val AUC | policy s | final s |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"Settings: {payload['settings']}", "", f"Machine: {payload['machine']}", ""]
+    if any(payload["runs"].values()):
+        lines += ["| method | n | test acc | test AUC | test AP | val AUC | policy s | final s |",
+                  "|---|---|---|---|---|---|---|---|"]
     for method, runs in payload["runs"].items():
         if not runs:
             continue
@@ -65,13 +69,21 @@ def _write(dataset: str, payload: dict[str, Any]) -> None:
         lines.append(f"| {method} | {len(runs)} | {stat('test_accuracy')} | {stat('test_auc')} | {stat('test_ap')} | "
                      f"{stat('val_auc')} | {statistics.mean(seconds):.0f} | {statistics.mean(final):.0f} |")
     if payload.get("ratio"):
-        lines += ["", "Wall time per env step (same env config, after warm-up; target ratio <= 2x):", "",
-                  "| DDPG update every | env + fixed `mask` policy ms/step | GIL under RLlib DDPG ms/step | ratio |",
-                  "|---|---|---|---|"]
+        repeats = max(len(r.get("repeats", [r])) for r in payload["ratio"].values())
+        lines += ["" if lines[-1] else None,
+                  "Wall time per env step (same env config, after warm-up; target ratio <= 2x); CPU time of "
+                  "this process beside it" + (f"; medians of {repeats} runs" if repeats > 1 else "") + ":", "",
+                  "| DDPG update every | env + fixed `mask` policy ms/step | GIL under RLlib DDPG ms/step | ratio "
+                  "| fixed CPU ms/step | RLlib CPU ms/step | CPU ratio |",
+                  "|---|---|---|---|---|---|---|"]
         for name, ratio in payload["ratio"].items():
+            cpu = (f" {ratio['fixed_cpu_ms_per_step']:.1f} | {ratio['rllib_cpu_ms_per_step']:.1f} | "
+                   f"{ratio['cpu_ratio']:.2f}x |" if "cpu_ratio" in ratio else " | | |")
+            runs = ", ".join(f"{r['ratio']:.2f}x" for r in ratio.get("repeats", []))
             lines.append(f"| {name.rsplit('_', 1)[-1]} env steps | {ratio['fixed_ms_per_step']:.1f} | "
-                         f"{ratio['rllib_ms_per_step']:.1f} | {ratio['ratio']:.2f}x |")
-    (RESULTS / f"gil_ddpg_{dataset}.md").write_text("\n".join(lines) + "\n")
+                         f"{ratio['rllib_ms_per_step']:.1f} | {ratio['ratio']:.2f}x" + (f" ({runs})" if runs else "")
+                         + " |" + cpu)
+    (RESULTS / f"gil_ddpg_{dataset}.md").write_text("\n".join(line for line in lines if line is not None) + "\n")
 
 
 def run_method(settings: Any, method: str) -> dict[str, Any]:
@@ -95,32 +107,47 @@ def run_method(settings: Any, method: str) -> dict[str, Any]:
 
 
 def wall_time_ratio(settings: Any, steps: int) -> dict[str, float]:
-    """ms per env step: the env with the fixed ``mask`` policy vs RLlib DDPG training on it."""
+    """ms per env step: the env with the fixed ``mask`` policy vs RLlib DDPG training on it.
+
+    Wall time (the target) and this process's CPU time: with ``num_env_runners=0`` the env,
+    the RLlib module and the learner all run in this process, so the CPU-time ratio is the
+    same comparison, less sensitive to other jobs sharing the cores."""
     from gapray.rl.gil_training import build_ddpg_config, probe_env
 
     env = probe_env(dataclasses.replace(settings, horizon=10 * steps))
     _, info = env.reset(seed=settings.seed)
     for _ in range(3):
         _, _, _, _, info = env.step(np.array(info["mask"], dtype=np.float32))
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(steps):
         _, _, _, _, info = env.step(np.array(info["mask"], dtype=np.float32))
-    fixed = (time.perf_counter() - started) / steps
+    fixed, fixed_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    fixed, fixed_cpu = fixed / steps, fixed_cpu / steps
 
     rl_settings = dataclasses.replace(settings, horizon=10 * steps, steps_per_iteration=steps)
     algo = build_ddpg_config(rl_settings).build_algo()
     try:
         warm = algo.train()                         # warm-up past learning_starts
         before = warm["env_runners"]["num_env_steps_sampled_lifetime"]
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = algo.train()
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         done = result["env_runners"]["num_env_steps_sampled_lifetime"] - before
     finally:
         algo.stop()
-    rllib = elapsed / max(done, 1)
+    rllib, rllib_cpu = elapsed / max(done, 1), cpu / max(done, 1)
     return {"fixed_ms_per_step": 1e3 * fixed, "rllib_ms_per_step": 1e3 * rllib, "ratio": rllib / fixed,
-            "steps": int(done)}
+            "fixed_cpu_ms_per_step": 1e3 * fixed_cpu, "rllib_cpu_ms_per_step": 1e3 * rllib_cpu,
+            "cpu_ratio": rllib_cpu / fixed_cpu, "steps": int(done)}
+
+
+def _median_ratio(repeats: list[dict[str, float]]) -> dict[str, Any]:
+    """Per-quantity medians over repeated :func:`wall_time_ratio` runs (ratios: median of the
+    per-run ratios); the runs themselves are kept under ``repeats``."""
+    out: dict[str, Any] = {key: statistics.median(r[key] for r in repeats) for key in repeats[0]}
+    if len(repeats) > 1:
+        out["repeats"] = repeats
+    return out
 
 
 def main() -> int:
@@ -144,11 +171,17 @@ def main() -> int:
                         help="actor/critic widths (reference 400,300; the actor runs on all B x T rows every step)")
     parser.add_argument("--ratio-update-every", type=int, nargs="+", default=[1, 8],
                         help="DDPG update periods whose wall-time ratio is measured")
+    parser.add_argument("--ratio-repeats", type=int, default=1,
+                        help="measure each ratio this many times and report the medians (shared machines)")
     parser.add_argument("--placeholder", default="auto", help="missing-input value (auto: 3 x max for the LSTM)")
-    parser.add_argument("--tag", default="", help="suffix of the result files")
+    parser.add_argument("--tag", default="",
+                        help="suffix of the result files (--part ratio without a tag: 'ratio', so that the "
+                             "method rows of a full run are not overwritten)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    if args.part == "ratio" and not args.tag:
+        args.tag = "ratio"
     torch.set_num_threads(args.threads)
     import ray
 
@@ -179,9 +212,11 @@ def main() -> int:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         if args.part in ("ratio", "all"):
-            payload["ratio"] = {f"update_every_{k}": wall_time_ratio(dataclasses.replace(settings, update_every=k),
-                                                                     args.ratio_steps)
-                                for k in args.ratio_update_every}
+            payload["ratio"] = {}
+            for k in args.ratio_update_every:
+                repeats = [wall_time_ratio(dataclasses.replace(settings, update_every=k), args.ratio_steps)
+                           for _ in range(args.ratio_repeats)]
+                payload["ratio"][f"update_every_{k}"] = _median_ratio(repeats)
             print(json.dumps({"ratio": payload["ratio"]}), flush=True)
             _write(args.dataset, payload)
         if args.part in ("rows", "all"):

@@ -90,3 +90,35 @@ def test_module_exploration_uses_the_mask_columns_of_the_observation():
     obs[..., 2:4] = torch.randint(0, 2, (5, 3, 2)).float()
     out = module.forward_exploration({Columns.OBS: obs}, t=10)
     assert torch.equal(out[Columns.ACTIONS], obs[..., 2:4])
+
+
+def _matrix_module(behaviour: BehaviourPolicyConfig, **exploration):
+    obs_space = gym.spaces.Box(-1.0, 1.0, (3, 6), np.float32)
+    act_space = gym.spaces.Box(0.0, 1.0, (3, 2), np.float32)
+    config = (DDPGConfig().training(actor_hiddens=(8,), critic_hiddens=(8,))
+              .exploration(behaviour_policy=behaviour, observed_mask_slice=slice(2, 4), **exploration))
+    return config.build_learner(spaces={"default_policy": (obs_space, act_space)}).module["default_policy"].unwrapped()
+
+
+def test_actor_pass_is_skipped_only_when_its_action_would_be_discarded():
+    calls = []
+
+    def counting(module):
+        forward = module.pi.forward
+        module.pi.forward = lambda state: (calls.append(state.shape[0]), forward(state))[1]
+        return module
+
+    obs = torch.rand(1, 3, 6)
+    heuristic = counting(_matrix_module(BehaviourPolicyConfig(p2=1.0, p3=0.0, p2_floor=1.0, p3_floor=0.0)))
+    heuristic.forward_exploration({Columns.OBS: obs}, t=5)
+    random = counting(_matrix_module(BehaviourPolicyConfig(p2=0.0, p3=1.0, p2_floor=0.0, p3_floor=1.0)))
+    action = random.forward_exploration({Columns.OBS: obs}, t=5)[Columns.ACTIONS]
+    assert calls == [] and action.shape == (1, 3, 2) and torch.all((action >= 0) & (action <= 1))
+    warm_up = counting(_matrix_module(BehaviourPolicyConfig(), initial_random_steps=10))
+    assert warm_up.forward_exploration({Columns.OBS: obs}, t=5)[Columns.ACTIONS].shape == (1, 3, 2)
+    assert calls == []
+    actor = counting(_matrix_module(BehaviourPolicyConfig(p2=0.0, p3=0.0, p2_floor=0.0, p3_floor=0.0), noise="none"))
+    actor.eval()
+    action = actor.forward_exploration({Columns.OBS: obs}, t=5)[Columns.ACTIONS]
+    assert calls == [3]                                         # the 3 rows of the one step
+    assert torch.equal(action, actor.forward_inference({Columns.OBS: obs})[Columns.ACTIONS])

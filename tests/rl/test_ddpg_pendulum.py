@@ -78,3 +78,28 @@ def test_restore_reaches_remote_env_runners(ray_session, tmp_path):
     restored = Algorithm.from_checkpoint(path)
     assert torch.equal(remote_actions(restored), before)
     restored.stop()
+
+
+def test_local_env_runner_gets_a_copy_of_the_learners_weights_after_each_step(ray_session):
+    """num_env_runners=0: the weights are copied tensor to tensor (no object store), as
+    RLlib's sync would set them: equal values, own storage, the learner's sequence number."""
+    config = (pendulum_config(batch_size=16, learning_starts=20, seed=0)
+              .training(actor_hiddens=(16,), critic_hiddens=(16,))
+              .reporting(min_sample_timesteps_per_iteration=40))
+    algo = config.build_algo()
+    try:
+        algo.train()
+        algo.train()
+        runner = algo.env_runner_group.local_env_runner
+        learner = algo.learner_group._learner
+        source = learner.module["default_policy"].state_dict()
+        target = runner.module.state_dict()
+        assert target and set(target) == {k for k in source if k.startswith("pi.")}
+        for key, value in target.items():
+            assert torch.equal(value, source[key]), key
+            assert value.data_ptr() != source[key].data_ptr(), key
+        assert runner._weights_seq_no == learner._weights_seq_no > 0
+        learner_actions = learner.module["default_policy"].forward_inference({Columns.OBS: OBS})[Columns.ACTIONS]
+        assert torch.equal(runner.module.forward_inference({Columns.OBS: OBS})[Columns.ACTIONS], learner_actions)
+    finally:
+        algo.stop()

@@ -140,3 +140,25 @@ def test_reference_critic_join_is_additive_in_state_and_action():
         a_fixed = a[:1].detach().expand(64, 2).clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(critic(s, a_fixed).sum(), a_fixed)
         assert (grad.std(dim=0).max().item() > 1e-4) == state_dependent
+
+
+def test_in_place_polyak_update_matches_rllibs_state_dict_update():
+    """Parameters and BatchNorm statistics (running mean/var, the integer batch count)."""
+    import copy
+
+    from ray.rllib.utils.torch_utils import update_target_network
+
+    from gapray.rl.learner import polyak_update
+    from gapray.rl.networks import Critic
+
+    torch.manual_seed(0)
+    main = Critic(5, 2, (8, 8), batch_norm=True, last_init_std=1e-3)
+    for _ in range(3):
+        main(torch.randn(16, 5), torch.randn(16, 2))              # moves the running statistics
+    target = Critic(5, 2, (8, 8), batch_norm=True, last_init_std=1e-3)
+    ours = copy.deepcopy(target)
+    update_target_network(main, target, 0.3)
+    polyak_update(main, ours, 0.3)
+    for (key, expected), actual in zip(target.state_dict().items(), ours.state_dict().values()):
+        assert expected.dtype == actual.dtype, key
+        assert torch.allclose(expected.double(), actual.double(), rtol=1e-6, atol=1e-7), key

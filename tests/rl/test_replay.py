@@ -39,3 +39,37 @@ def test_multi_step_sampling_is_refused():
     buffer.add(_chunk(0, 2))
     with pytest.raises(ValueError, match="n_step=1"):
         buffer.sample(2, n_step=3)
+
+
+def _matrix_chunk(steps: int, rows: int = 6) -> SingleAgentEpisode:
+    """Row r of observation t holds 100 t + r; row r of action t holds 100 t + r + 0.5."""
+    return SingleAgentEpisode(
+        observations=[np.stack([np.full(3, 100 * t + r, np.float32) for r in range(rows)]) for t in range(steps + 1)],
+        actions=[np.stack([np.full(1, 100 * t + r + 0.5, np.float32) for r in range(rows)]) for t in range(steps)],
+        rewards=[0.0] * steps, len_lookback_buffer=0)
+
+
+def test_rows_per_step_draws_the_same_distinct_rows_of_state_action_and_next_state():
+    buffer = TransitionEpisodeReplayBuffer(capacity=10, seed=0, rows_per_step=2)
+    buffer.add(_matrix_chunk(4))
+    kept = set()
+    for episode in buffer.sample(300):
+        obs, next_obs, action = episode.get_observations(0), episode.get_observations(1), episode.get_actions(0)
+        assert obs.shape == (2, 3) and next_obs.shape == (2, 3) and action.shape == (2, 1)
+        t, rows = int(obs[0, 0]) // 100, obs[:, 0].astype(int) % 100
+        assert len(set(rows)) == 2                                  # without replacement
+        assert np.array_equal(next_obs[:, 0], obs[:, 0] + 100)      # the same rows of o_t+1 ...
+        assert np.array_equal(action[:, 0], obs[:, 0] + 0.5)        # ... and of a_t
+        kept.update((t, int(r)) for r in rows)
+    assert len(kept) == 4 * 6                                       # every row of every step gets drawn
+
+
+def test_rows_per_step_keeps_whole_steps_when_not_smaller_or_flat():
+    for rows_per_step in (None, 6, 10):
+        buffer = TransitionEpisodeReplayBuffer(capacity=10, seed=0, rows_per_step=rows_per_step)
+        buffer.add(_matrix_chunk(2))
+        assert buffer.sample(1)[0].get_observations(0).shape == (6, 3)
+    flat = TransitionEpisodeReplayBuffer(capacity=10, seed=0, rows_per_step=1)
+    flat.add(SingleAgentEpisode(observations=[np.zeros(3, np.float32)] * 3, actions=[np.zeros(1, np.float32)] * 2,
+                                rewards=[0.0, 0.0], len_lookback_buffer=0))
+    assert flat.sample(1)[0].get_observations(0).shape == (3,)

@@ -96,3 +96,19 @@ def test_row_subsampling_keeps_state_action_and_next_state_of_the_same_row():
         rows = [int(torch.argmin((q_all[k] - q).abs())) for q in fwd[QF_PREDS][k]]
         assert len(set(rows)) == 2
         assert torch.allclose(fwd[QF_TARGET_NEXT][k], next_all[k, rows], atol=1e-6)
+
+
+def test_rows_already_subsampled_by_the_replay_buffer_pass_through():
+    """A batch holding ``train_rows_per_step`` rows per step (drawn by the transition buffer) is
+    used as it is: Q per row in the batch's own row order."""
+    config = DDPGConfig().training(actor_hiddens=(8,), critic_hiddens=(8,), actor_batch_norm=False,
+                                   critic_batch_norm=False, train_rows_per_step=2)
+    module = config.build_learner(spaces={MID: (MATRIX_OBS, MATRIX_ACT)}).module[MID].unwrapped()
+    n = 4
+    batch = {Columns.OBS: torch.randn(n, 2, F), Columns.ACTIONS: torch.rand(n, 2, D),
+             Columns.NEXT_OBS: torch.randn(n, 2, F)}
+    fwd = module.forward_train(batch)
+    with torch.no_grad():
+        q = module.qf(batch[Columns.OBS].reshape(-1, F), batch[Columns.ACTIONS].reshape(-1, D)).reshape(n, 2)
+        q_next = module.forward_target({Columns.OBS: batch[Columns.NEXT_OBS]})
+    assert torch.allclose(fwd[QF_PREDS], q, atol=1e-6) and torch.allclose(fwd[QF_TARGET_NEXT], q_next, atol=1e-6)

@@ -101,18 +101,35 @@ def random_importance(shape: torch.Size | tuple[int, ...], sigma: float = 0.2,
     return (mode + sigma * torch.special.ndtri(u)).clamp(0.0, 1.0)
 
 
+def behaviour_branches(action_shape: torch.Size | tuple[int, ...], step: int, config: BehaviourPolicyConfig,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """The branch of Eq. 42 per step ``[N]`` (or per row ``[N, B]``) for actions of
+    ``action_shape`` after ``step`` env steps: 0 actor, 1 heuristic, 2 random.
+
+    Drawn before the actor runs, so that a caller can skip the actor's pass when no step
+    (or row) takes the actor's branch."""
+    _, p2, p3 = behaviour_probabilities(config, step)
+    branch_shape = tuple(action_shape[:1]) if config.granularity == "step" else tuple(action_shape[:-1])
+    draw = torch.rand(branch_shape, generator=generator)
+    branch = torch.full(branch_shape, BRANCH_ACTOR, dtype=torch.long)
+    branch[draw < p3 + p2] = BRANCH_HEURISTIC
+    branch[draw < p3] = BRANCH_RANDOM
+    return branch
+
+
 def behaviour_policy(actor_action: torch.Tensor, observed_mask: torch.Tensor, step: int,
-                     config: BehaviourPolicyConfig,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     config: BehaviourPolicyConfig, generator: torch.Generator | None = None,
+                     branch: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """GIL Eq. 42: mixes the actor's importance, the mask heuristic and random importances.
 
     Args:
         actor_action: ``[N, B, d]`` (or ``[N, d]``) importance from the actor (plus any noise),
-            in ``[0, 1]``.
+            in ``[0, 1]``; ignored where the branch is not the actor's.
         observed_mask: same shape, 1 where the input entry is observed, 0 where missing.
         step: env steps taken so far (drives the decay of p2 and p3).
         config: the mixture's settings.
         generator: optional torch RNG.
+        branch: the branches already drawn by :func:`behaviour_branches` (None: drawn here).
 
     Returns:
         ``(action, branch)``: the behavioural action (same shape) and the branch chosen per
@@ -121,14 +138,12 @@ def behaviour_policy(actor_action: torch.Tensor, observed_mask: torch.Tensor, st
     if actor_action.shape != observed_mask.shape:
         raise ValueError(f"behaviour_policy: actor action {tuple(actor_action.shape)} and mask "
                          f"{tuple(observed_mask.shape)} differ in shape")
-    _, p2, p3 = behaviour_probabilities(config, step)
-    branch_shape = actor_action.shape[:1] if config.granularity == "step" else actor_action.shape[:-1]
-    draw = torch.rand(branch_shape, generator=generator)
-    branch = torch.full(branch_shape, BRANCH_ACTOR, dtype=torch.long)
-    branch[draw < p3 + p2] = BRANCH_HEURISTIC
-    branch[draw < p3] = BRANCH_RANDOM
+    if branch is None:
+        branch = behaviour_branches(actor_action.shape, step, config, generator)
+    branch_shape = tuple(branch.shape)
     expand = branch.reshape(*branch_shape, *([1] * (actor_action.ndim - len(branch_shape))))
-    random_a = random_importance(actor_action.shape, config.random_sigma, generator)
-    action = torch.where(expand == BRANCH_RANDOM, random_a,
-                         torch.where(expand == BRANCH_HEURISTIC, observed_mask.to(actor_action.dtype), actor_action))
+    action = torch.where(expand == BRANCH_HEURISTIC, observed_mask.to(actor_action.dtype), actor_action)
+    if bool((branch == BRANCH_RANDOM).any()):  # drawn only when some step/row takes the random branch
+        random_a = random_importance(actor_action.shape, config.random_sigma, generator)
+        action = torch.where(expand == BRANCH_RANDOM, random_a, action)
     return action, branch

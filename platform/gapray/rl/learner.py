@@ -1,8 +1,10 @@
 """DDPG/TD3 Learner: critic and actor losses, one optimizer each.
 
-Target networks and their Polyak update ``theta' <- tau theta + (1 - tau) theta'`` come
-from RLlib's ``DQNTorchLearner`` (``after_gradient_based_update``), which updates every
-pair the module returns from ``get_target_network_pairs`` (actor and critics).
+Target networks and their Polyak update ``theta' <- tau theta + (1 - tau) theta'`` follow
+RLlib's ``DQNTorchLearner`` (``after_gradient_based_update``: every
+``target_network_update_freq`` sampled steps, every pair the module returns from
+``get_target_network_pairs``, actor and critics); :func:`polyak_update` does the same
+arithmetic over the same state dict in place instead of rebuilding and reloading it.
 
 Losses (Lillicrap et al. 2015, Eq. 6-7; Fujimoto et al. 2018 for TD3):
 
@@ -18,11 +20,19 @@ from collections import defaultdict
 from typing import Any
 
 import torch
+from ray.rllib.algorithms.dqn.dqn_learner import DQNLearner
 from ray.rllib.algorithms.dqn.torch.dqn_torch_learner import DQNTorchLearner
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import POLICY_LOSS_KEY
+from ray.rllib.core.rl_module.apis import TargetNetworkAPI
 from ray.rllib.utils.annotations import override
-from ray.rllib.utils.metrics import ALL_MODULES, TD_ERROR_KEY
+from ray.rllib.utils.metrics import (
+    ALL_MODULES,
+    LAST_TARGET_UPDATE_TS,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    NUM_TARGET_UPDATES,
+    TD_ERROR_KEY,
+)
 from ray.rllib.utils.typing import ModuleID, ParamDict, TensorType
 
 from gapray.rl.rl_module import Q_CURR, QF_PREDS, QF_TARGET_NEXT, QF_TWIN_PREDS
@@ -45,6 +55,23 @@ def critic_loss(q: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | N
     if weights is not None:
         per = per * weights.to(per.dtype).unsqueeze(-1)
     return per.mean()
+
+
+@torch.no_grad()
+def polyak_update(main_net: torch.nn.Module, target_net: torch.nn.Module, tau: float) -> None:
+    """``theta' <- tau theta + (1 - tau) theta'`` over the target's whole state dict (parameters
+    and BatchNorm statistics), as RLlib's ``update_target_network``, but in place: one
+    ``foreach`` pass over the floating-point tensors instead of a new state dict and a
+    ``load_state_dict``. Integer buffers (``num_batches_tracked``) get RLlib's arithmetic and cast."""
+    main, target = main_net.state_dict(), target_net.state_dict()
+    floats = [k for k, v in target.items() if v.is_floating_point()]
+    if floats:
+        targets = [target[k] for k in floats]
+        torch._foreach_mul_(targets, 1.0 - tau)
+        torch._foreach_add_(targets, [main[k].to(target[k].dtype) for k in floats], alpha=tau)
+    for k, v in target.items():
+        if not v.is_floating_point():
+            v.copy_(tau * main[k] + (1.0 - tau) * v)
 
 
 def actor_loss(q_of_policy: torch.Tensor) -> torch.Tensor:
@@ -74,6 +101,22 @@ class DDPGTorchLearner(DQNTorchLearner):
         self.register_optimizer(module_id=module_id, optimizer_name=POLICY_OPTIMIZER,
                                 optimizer=torch.optim.Adam(actor_params), params=actor_params,
                                 lr_or_lr_schedule=config.actor_lr)
+
+    @override(DQNTorchLearner)
+    def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        """DQN's target-network schedule (``target_network_update_freq``, the same metrics) with
+        :func:`polyak_update` for each pair."""
+        super(DQNLearner, self).after_gradient_based_update(timesteps=timesteps)
+        timestep = timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0)
+        for module_id, module in self.module._rl_modules.items():
+            config = self.config.get_config_for_module(module_id)
+            if (timestep - self.last_update_ts_by_mid[module_id] >= config.target_network_update_freq
+                    and isinstance(module.unwrapped(), TargetNetworkAPI)):
+                for main_net, target_net in module.unwrapped().get_target_network_pairs():
+                    polyak_update(main_net, target_net, config.tau)
+                self.metrics.log_value((module_id, NUM_TARGET_UPDATES), 1, reduce="lifetime_sum")
+                self.last_update_ts_by_mid[module_id] = timestep
+                self.metrics.log_value((module_id, LAST_TARGET_UPDATE_TS), timestep, reduce="max")
 
     @override(DQNTorchLearner)
     def compute_loss_for_module(self, *, module_id: ModuleID, config: Any, batch: dict[str, Any],

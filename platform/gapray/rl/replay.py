@@ -10,6 +10,14 @@ arrays and returns them as the 1-step ``SingleAgentEpisode`` s that DQN's ``trai
 and SAC's learner connector expect, like ``EpisodeReplayBuffer.sample`` with ``n_step=1``.
 
 Use it with ``replay_buffer_config={"type": TRANSITION_BUFFER, "capacity": steps}``.
+
+Row subsampling (``rows_per_step``, set by :class:`gapray.rl.algorithm.DDPG` from
+``train_rows_per_step``): the learner only ever uses ``k`` random rows of each replayed
+``[R, F]`` step (the same rows of ``o_t``, ``a_t`` and ``o_t+1``, drawn without replacement;
+:meth:`gapray.rl.rl_module.DDPGTorchRLModule.subsample_rows`). Drawing them here, before the
+learner connectors stack the batch, moves ``k`` rows instead of ``R`` per step (PhysioNet: 16
+of 6,144 rows; the full stack copied 2 x 8 x 2 MB per update). The returned episodes then hold
+``[k, F]`` observations and the module passes them through unchanged.
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ class TransitionEpisodeReplayBuffer(EpisodeReplayBuffer):
     """Uniform replay of one-step transitions in ring arrays; ``capacity`` counts env steps."""
 
     def __init__(self, capacity: int = 10_000, *, batch_size_B: int = 16, batch_length_T: int = 1,
-                 metrics_num_episodes_for_smoothing: int = 100, seed: int | None = None, **kwargs: Any) -> None:
+                 metrics_num_episodes_for_smoothing: int = 100, seed: int | None = None,
+                 rows_per_step: int | None = None, **kwargs: Any) -> None:
         super().__init__(capacity=capacity, batch_size_B=batch_size_B, batch_length_T=batch_length_T,
                          metrics_num_episodes_for_smoothing=metrics_num_episodes_for_smoothing, **kwargs)
         self.capacity = int(capacity)
@@ -40,6 +49,8 @@ class TransitionEpisodeReplayBuffer(EpisodeReplayBuffer):
         self._next = 0
         self._added = 0
         self._spaces: tuple[Any, Any] = (None, None)
+        self.rows_per_step = rows_per_step
+        """Rows drawn from each sampled ``[R, F]`` step (None: all rows; flat steps are kept whole)."""
 
     def _allocate(self, obs: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray]:
         c = self.capacity
@@ -84,7 +95,8 @@ class TransitionEpisodeReplayBuffer(EpisodeReplayBuffer):
 
     def sample(self, num_items: int | None = None, *, batch_size_B: int | None = None, n_step: Any = 1,
                gamma: float = 0.99, **kwargs: Any) -> list[SingleAgentEpisode]:
-        """``num_items`` transitions drawn uniformly with replacement, as 1-step episodes."""
+        """``num_items`` transitions drawn uniformly with replacement, as 1-step episodes
+        (with ``rows_per_step`` random rows of each matrix step, see the module docstring)."""
         if n_step not in (1, None):
             raise ValueError(f"TransitionEpisodeReplayBuffer supports n_step=1 only, got {n_step}")
         if self._arrays is None or self._size == 0:
@@ -93,10 +105,16 @@ class TransitionEpisodeReplayBuffer(EpisodeReplayBuffer):
         picks = self.rng.integers(0, self._size, size=count)
         a = self._arrays
         observation_space, action_space = self._spaces
+        rows, k = a["obs"].shape[1], self.rows_per_step
+        subsample = k is not None and a["obs"].ndim == 3 and a["actions"].ndim == 3 and k < rows
         episodes = []
         for i in picks:
+            obs, next_obs, action = a["obs"][i], a["next_obs"][i], a["actions"][i]
+            if subsample:
+                kept = self.rng.choice(rows, size=k, replace=False)
+                obs, next_obs, action = obs[kept], next_obs[kept], action[kept]
             episode = SingleAgentEpisode(
-                observations=[a["obs"][i], a["next_obs"][i]], actions=[a["actions"][i]],
+                observations=[obs, next_obs], actions=[action],
                 rewards=[float(a["rewards"][i])], infos=[{}, {}], terminated=bool(a["terminateds"][i]), truncated=False,
                 observation_space=observation_space, action_space=action_space, len_lookback_buffer=0,
             )

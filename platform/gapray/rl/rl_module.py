@@ -30,7 +30,7 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 
-from gapray.rl.behaviour import BehaviourPolicyConfig, behaviour_policy
+from gapray.rl.behaviour import BRANCH_ACTOR, BehaviourPolicyConfig, behaviour_branches, behaviour_policy
 from gapray.rl.exploration import NOISE_TYPES, OrnsteinUhlenbeckNoise, gaussian_noise
 from gapray.rl.networks import Actor, Critic
 from gapray.rl.rowwise import RowLayout
@@ -212,42 +212,58 @@ class DDPGTorchRLModule(TorchRLModule, TargetNetworkAPI, QNetAPI, InferenceOnlyA
 
     @override(RLModule)
     def _forward_exploration(self, batch: dict[str, Any], t: int = 0, **kwargs: Any) -> dict[str, Any]:
+        """Behavioural action. The actor's pass over every row is skipped where its output
+        would be discarded: during ``initial_random_steps``, and when Eq. 42 gives every step
+        (row) of the batch the heuristic or the random branch (the OU state still advances)."""
         s = self.settings
         with torch.no_grad():
             obs = batch[Columns.OBS]
-            action = self.actor_action(obs)
-            half = 0.5 * (self.high - self.low)
+            shape = torch.Size((*obs.shape[:-1], self.layout.action_dim))
             if t < s.initial_random_steps:
-                action = self.low + torch.rand_like(action) * (self.high - self.low)
-            else:
+                return {Columns.ACTIONS: self.low + torch.rand(shape, device=obs.device) * (self.high - self.low)}
+            branch = behaviour_branches(shape, int(t), self.behaviour) if self.behaviour is not None else None
+            if branch is None or bool((branch == BRANCH_ACTOR).any()):
+                action = self.actor_action(obs)
+                half = 0.5 * (self.high - self.low)
                 if s.exploration_noise == "gaussian":
                     action = action + gaussian_noise(action.shape, s.exploration_sigma) * half
                 elif s.exploration_noise == "ou":
                     action = action + self._ou(action.shape) * half
                 action = torch.max(torch.min(action, self.high), self.low)
-                if self.behaviour is not None:
-                    start, stop = s.observed_mask_slice
-                    mask = obs[..., start:stop].float()
-                    env_action, _ = behaviour_policy(self.to_env_units(action), mask, int(t), self.behaviour)
-                    action = self.from_env_units(env_action)
+            else:
+                if s.exploration_noise == "ou":
+                    self._ou(shape)
+                action = self.low.expand(shape)  # every entry is replaced below
+            if self.behaviour is not None:
+                start, stop = s.observed_mask_slice
+                mask = obs[..., start:stop].float()
+                env_action, _ = behaviour_policy(self.to_env_units(action), mask, int(t), self.behaviour,
+                                                 branch=branch)
+                action = self.from_env_units(env_action)
         return {Columns.ACTIONS: action}
 
     def to_env_units(self, action: torch.Tensor) -> torch.Tensor:
         """Module units -> env units (identity unless ``normalize_actions``)."""
+        if not self.settings.normalize_actions:
+            return action
         return self.env_low + (action - self.low) / (self.high - self.low) * (self.env_high - self.env_low)
 
     def from_env_units(self, action: torch.Tensor) -> torch.Tensor:
         """Env units -> module units."""
+        if not self.settings.normalize_actions:
+            return action
         return self.low + (action - self.env_low) / (self.env_high - self.env_low) * (self.high - self.low)
 
     def subsample_rows(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Keep ``train_rows_per_step`` random rows of every replayed step (obs, actions and
-        next obs share the row indices); flat envs and ``None`` pass through."""
+        next obs share the row indices); flat envs, ``None`` and batches that already hold at
+        most that many rows per step (the transition replay buffer draws them) pass through."""
         k = self.settings.train_rows_per_step
-        if not self.layout.matrix or k is None or k >= self.layout.rows:
-            return batch
         obs = batch[Columns.OBS]
-        index = torch.rand(obs.shape[0], self.layout.rows, device=obs.device).argsort(dim=1)[:, :k]
+        if not self.layout.matrix or k is None or k >= obs.shape[1]:
+            return batch
+        # The k largest of i.i.d. uniforms: a uniform k-subset per step (cheaper than a full argsort).
+        index = torch.rand(obs.shape[0], obs.shape[1], device=obs.device).topk(k, dim=1).indices
         out = dict(batch)
         for key in (Columns.OBS, Columns.ACTIONS, Columns.NEXT_OBS):
             value = batch[key]
