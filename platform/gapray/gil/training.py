@@ -244,7 +244,9 @@ def deferred_importance_is_exact(predictor: Predictor, train: TaskTensors, rows:
         else:
             logits = probe(x, lengths, importance=importance).logits
         F.cross_entropy(logits, y).backward()
-        grads.append(probe.encoder_weight.grad.detach().clone())
+        grad = probe.encoder_weight.grad
+        assert grad is not None  # set by the backward pass above
+        grads.append(grad.detach().clone())
     return bool(torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6))
 
 

@@ -78,6 +78,7 @@ def score_uncertainty(model: Any, split: Split, n_samples: int | None = None, le
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     test, val = split.test, split.val
+    assert test.X_ori is not None and val.X_ori is not None  # the masking in imputation_split sets X_ori
     frozen, one_pass = _timed(lambda: model.predict(test, n_samples=0))
     test_pred, mc_seconds = _timed(lambda: model.predict(test, n_samples, level, return_samples=True))
     val_pred = model.predict(val, n_samples, level)

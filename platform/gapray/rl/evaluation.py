@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -27,7 +29,8 @@ def evaluate_policy(module: RLModule, env_id: str, episodes: int = 10, seed: int
         while not done:
             with torch.no_grad():
                 out = module.forward_inference({Columns.OBS: torch.as_tensor(obs, dtype=torch.float32)[None]})
-            action = module_action_to_env(out[Columns.ACTIONS][0].numpy(), env.action_space, normalize_actions)
+            action = module_action_to_env(out[Columns.ACTIONS][0].numpy(), cast(gym.spaces.Box, env.action_space),
+                                          normalize_actions)
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             done = terminated or truncated

@@ -45,6 +45,9 @@ class Actor(nn.Module):
     sigmoid (the GIL reference: bounds ``[0, 1]``, so the plain sigmoid).
     """
 
+    low: torch.Tensor  # buffers registered in __init__
+    high: torch.Tensor
+
     def __init__(self, state_dim: int, action_dim: int, hiddens: Sequence[int], *, batch_norm: bool,
                  output: str, low: torch.Tensor, high: torch.Tensor, last_init_std: float | None) -> None:
         super().__init__()
@@ -90,7 +93,7 @@ class Critic(nn.Module):
             dims = [state_dim, *hiddens[:-1]]
             self.state_body = nn.Sequential(*[_block(a, b, batch_norm) for a, b in zip(dims[:-1], dims[1:])])
             self.state_join = nn.Linear(dims[-1], hiddens[-1])
-            self.action_branch = nn.Linear(action_dim, hiddens[-1], bias=False)
+            self.action_branch: nn.Module = nn.Linear(action_dim, hiddens[-1], bias=False)
         else:
             dims = [state_dim, *hiddens]
             self.state_body = nn.Sequential(*[_block(a, b, batch_norm) for a, b in zip(dims[:-1], dims[1:])])
