@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.algorithms.sac.sac import SACConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
@@ -30,6 +30,13 @@ from ray.rllib.utils.annotations import override
 from gapray.rl.behaviour import BehaviourPolicyConfig
 from gapray.rl.exploration import NOISE_TYPES
 from gapray.rl.networks import ACTOR_OUTPUTS, CRITIC_JOINS
+
+if TYPE_CHECKING:
+    # RLlib's "leave unchanged" sentinel is the default of parameters typed by the value they
+    # set (as in RLlib's own config methods), so it type-checks as Any.
+    NotProvided: Any
+else:
+    from ray.rllib.algorithms.algorithm_config import NotProvided
 
 MODULE_KEYS = (
     "actor_hiddens", "critic_hiddens", "actor_batch_norm", "critic_batch_norm", "critic_join", "actor_output",
@@ -127,9 +134,9 @@ class DDPGConfig(SACConfig):
                 env steps, i.e. that many times this many transitions.
         """
         super().training(**kwargs)
-        for name, value in (("actor_hiddens", actor_hiddens), ("critic_hiddens", critic_hiddens)):
-            if value is not NotProvided:
-                setattr(self, name, tuple(int(v) for v in value))
+        for name, widths in (("actor_hiddens", actor_hiddens), ("critic_hiddens", critic_hiddens)):
+            if widths is not NotProvided:
+                setattr(self, name, tuple(int(v) for v in widths))
         for name, value in (
             ("actor_batch_norm", actor_batch_norm), ("critic_batch_norm", critic_batch_norm),
             ("critic_join", critic_join),
@@ -180,7 +187,8 @@ class DDPGConfig(SACConfig):
         if observed_mask_slice is not NotProvided:
             if isinstance(observed_mask_slice, slice):
                 observed_mask_slice = (observed_mask_slice.start or 0, observed_mask_slice.stop)
-            self.observed_mask_slice = None if observed_mask_slice is None else tuple(observed_mask_slice)
+            self.observed_mask_slice = (None if observed_mask_slice is None
+                                        else cast(tuple[int, int], tuple(observed_mask_slice)))
         return self
 
     @override(SACConfig)

@@ -58,7 +58,9 @@ class TransitionEpisodeReplayBuffer(EpisodeReplayBuffer):
                 "actions": np.empty((c, *action.shape[1:]), action.dtype), "rewards": np.empty(c, np.float32),
                 "terminateds": np.zeros(c, bool)}
 
-    def add(self, episodes: list[SingleAgentEpisode] | SingleAgentEpisode) -> None:
+    # RLlib's EpisodeReplayBuffer.add has this same signature, which its interface's
+    # add(batch, **kwargs) does not admit.
+    def add(self, episodes: list[SingleAgentEpisode] | SingleAgentEpisode) -> None:  # type: ignore[override]
         """Appends every step of the (chunks of) episodes as a transition; the oldest go first."""
         if isinstance(episodes, SingleAgentEpisode):
             episodes = [episodes]
@@ -93,8 +95,10 @@ class TransitionEpisodeReplayBuffer(EpisodeReplayBuffer):
     def get_added_timesteps(self, module_id: Any = None) -> int:
         return self._added
 
-    def sample(self, num_items: int | None = None, *, batch_size_B: int | None = None, n_step: Any = 1,
-               gamma: float = 0.99, **kwargs: Any) -> list[SingleAgentEpisode]:
+    # RLlib's EpisodeReplayBuffer.sample is annotated with SampleBatchType | SingleAgentEpisode
+    # but returns a list of episodes (_sample_episodes), as this one does.
+    def sample(self, num_items: int | None = None, *, batch_size_B: int | None = None,  # type: ignore[override]
+               n_step: Any = 1, gamma: float = 0.99, **kwargs: Any) -> list[SingleAgentEpisode]:
         """``num_items`` transitions drawn uniformly with replacement, as 1-step episodes
         (with ``rows_per_step`` random rows of each matrix step, see the module docstring)."""
         if n_step not in (1, None):
