@@ -19,7 +19,7 @@ The behavioural policy works in env units (importance in ``[0, 1]``).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from gapray.rl.behaviour import BRANCH_ACTOR, BehaviourPolicyConfig, behaviour_b
 from gapray.rl.exploration import NOISE_TYPES, OrnsteinUhlenbeckNoise, gaussian_noise
 from gapray.rl.networks import Actor, Critic
 from gapray.rl.rowwise import RowLayout
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 QF_PREDS = "qf_preds"
 QF_TWIN_PREDS = "qf_twin_preds"
@@ -101,10 +104,15 @@ class DDPGTorchRLModule(TorchRLModule, TargetNetworkAPI, QNetAPI, InferenceOnlyA
     """Deterministic actor ``pi``, critic ``qf`` (and ``qf_twin``), their target copies."""
 
     framework: str = "torch"
+    # Set by RLModule.__init__ (Optional there); this module is always built with both
+    # spaces, and continuous actions.
+    observation_space: gym.Space
+    action_space: gym.spaces.Box
 
     @override(RLModule)
     def setup(self) -> None:
-        self.settings = DDPGModuleSettings.from_model_config(self.model_config)
+        # DDPGConfig passes model_config as a dict (AlgorithmConfig.model_config).
+        self.settings = DDPGModuleSettings.from_model_config(cast("dict[str, Any] | None", self.model_config))
         s = self.settings
         if s.exploration_noise not in NOISE_TYPES:
             raise ValueError(f"exploration_noise must be one of {NOISE_TYPES}, got {s.exploration_noise!r}")
@@ -169,7 +177,7 @@ class DDPGTorchRLModule(TorchRLModule, TargetNetworkAPI, QNetAPI, InferenceOnlyA
         return ["qf", "qf_twin", "target_pi", "target_qf", "target_qf_twin"]
 
     @override(TargetNetworkAPI)
-    def forward_target(self, batch: dict[str, Any]) -> torch.Tensor:
+    def forward_target(self, batch: dict[str, Any]) -> torch.Tensor:  # type: ignore[override]  # a tensor, not a dict
         """Target value ``Q'(s', mu'(s') [+ clipped noise])`` per row: ``[N, R]`` (no gradient)."""
         with torch.no_grad():
             for net in self._target_nets():
@@ -193,7 +201,7 @@ class DDPGTorchRLModule(TorchRLModule, TargetNetworkAPI, QNetAPI, InferenceOnlyA
         return nets
 
     @override(QNetAPI)
-    def compute_q_values(self, batch: dict[str, Any]) -> torch.Tensor:
+    def compute_q_values(self, batch: dict[str, Any]) -> torch.Tensor:  # type: ignore[override]  # a tensor, not a dict
         """``Q(s, a)`` of the first critic per row: ``[N, R]``."""
         s = self.layout.fold(batch[Columns.OBS].float())
         a = self.layout.fold(batch[Columns.ACTIONS].float())
@@ -235,6 +243,7 @@ class DDPGTorchRLModule(TorchRLModule, TargetNetworkAPI, QNetAPI, InferenceOnlyA
                     self._ou(shape)
                 action = self.low.expand(shape)  # every entry is replaced below
             if self.behaviour is not None:
+                assert s.observed_mask_slice is not None  # setup() requires it with a behaviour policy
                 start, stop = s.observed_mask_slice
                 mask = obs[..., start:stop].float()
                 env_action, _ = behaviour_policy(self.to_env_units(action), mask, int(t), self.behaviour,
