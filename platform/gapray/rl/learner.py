@@ -17,7 +17,8 @@ Losses (Lillicrap et al. 2015, Eq. 6-7; Fujimoto et al. 2018 for TD3):
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from ray.rllib.algorithms.dqn.dqn_learner import DQNLearner
@@ -35,8 +36,11 @@ from ray.rllib.utils.metrics import (
 )
 from ray.rllib.utils.typing import ModuleID, ParamDict, TensorType
 
-from gapray.rl.rl_module import Q_CURR, QF_PREDS, QF_TARGET_NEXT, QF_TWIN_PREDS
+from gapray.rl.rl_module import Q_CURR, QF_PREDS, QF_TARGET_NEXT, QF_TWIN_PREDS, DDPGTorchRLModule
 from gapray.rl.rowwise import shared_td_target
+
+if TYPE_CHECKING:
+    from gapray.rl.config import DDPGConfig
 
 QF_LOSS_KEY = "qf_loss"
 QF_OPTIMIZER = "qf"
@@ -85,19 +89,23 @@ class DDPGTorchLearner(DQNTorchLearner):
     @override(DQNTorchLearner)
     def build(self) -> None:
         super().build()
-        self._temp_losses: dict[tuple[ModuleID, str], TensorType] = {}
+        self._temp_losses: dict[tuple[ModuleID, str], torch.Tensor] = {}
         self._num_critic_updates: dict[ModuleID, int] = defaultdict(int)
 
     @override(DQNTorchLearner)
     def configure_optimizers_for_module(self, module_id: ModuleID, config: Any = None) -> None:
-        module = self._module[module_id]
-        critic_params = self.get_parameters(module.qf)
+        assert self._module is not None  # built by Learner.build() before the optimizers
+        module = cast(DDPGTorchRLModule, self._module[module_id])
+        # TorchLearner.get_parameters returns list(module.parameters()) of any torch module
+        # (RLlib annotates it RLModule -> Sequence).
+        parameters_of = cast(Callable[[torch.nn.Module], list[torch.Tensor]], self.get_parameters)
+        critic_params = parameters_of(module.qf)
         if config.twin_q:
-            critic_params += self.get_parameters(module.qf_twin)
+            critic_params += parameters_of(module.qf_twin)
         self.register_optimizer(module_id=module_id, optimizer_name=QF_OPTIMIZER,
                                 optimizer=torch.optim.Adam(critic_params), params=critic_params,
                                 lr_or_lr_schedule=config.critic_lr)
-        actor_params = self.get_parameters(module.pi)
+        actor_params = parameters_of(module.pi)
         self.register_optimizer(module_id=module_id, optimizer_name=POLICY_OPTIMIZER,
                                 optimizer=torch.optim.Adam(actor_params), params=actor_params,
                                 lr_or_lr_schedule=config.actor_lr)
@@ -109,7 +117,7 @@ class DDPGTorchLearner(DQNTorchLearner):
         super(DQNLearner, self).after_gradient_based_update(timesteps=timesteps)
         timestep = timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0)
         for module_id, module in self.module._rl_modules.items():
-            config = self.config.get_config_for_module(module_id)
+            config = cast("DDPGConfig", self.config.get_config_for_module(module_id))
             if (timestep - self.last_update_ts_by_mid[module_id] >= config.target_network_update_freq
                     and isinstance(module.unwrapped(), TargetNetworkAPI)):
                 for main_net, target_net in module.unwrapped().get_target_network_pairs():
@@ -121,23 +129,25 @@ class DDPGTorchLearner(DQNTorchLearner):
     @override(DQNTorchLearner)
     def compute_loss_for_module(self, *, module_id: ModuleID, config: Any, batch: dict[str, Any],
                                 fwd_out: dict[str, TensorType]) -> TensorType:
+        out = cast(dict[str, torch.Tensor], fwd_out)  # a torch module's outputs
         rewards = batch[Columns.REWARDS]
         n_step = batch.get("n_step")
         discount = config.gamma ** (n_step.to(rewards.dtype) if torch.is_tensor(n_step) else (n_step or 1))
-        target = shared_td_target(rewards, batch[Columns.TERMINATEDS], fwd_out[QF_TARGET_NEXT], discount)
+        target = shared_td_target(rewards, batch[Columns.TERMINATEDS], out[QF_TARGET_NEXT], discount)
         weights = batch.get("weights")
-        q = fwd_out[QF_PREDS]
+        q = out[QF_PREDS]
         loss_q = critic_loss(q, target, weights, config.critic_loss)
         td_error = (q - target).abs()
         if config.twin_q:
-            loss_q = loss_q + critic_loss(fwd_out[QF_TWIN_PREDS], target, weights, config.critic_loss)
-            td_error = 0.5 * (td_error + (fwd_out[QF_TWIN_PREDS] - target).abs())
+            loss_q = loss_q + critic_loss(out[QF_TWIN_PREDS], target, weights, config.critic_loss)
+            td_error = 0.5 * (td_error + (out[QF_TWIN_PREDS] - target).abs())
         if config.critic_l2 > 0:
-            module = self._module[module_id].unwrapped()
+            assert self._module is not None
+            module = cast(DDPGTorchRLModule, self._module[module_id].unwrapped())
             loss_q = loss_q + config.critic_l2 * module.qf.l2_penalty()
             if config.twin_q:
                 loss_q = loss_q + config.critic_l2 * module.qf_twin.l2_penalty()
-        loss_pi = actor_loss(fwd_out[Q_CURR])
+        loss_pi = actor_loss(out[Q_CURR])
 
         # One TD error per replayed env step (mean over its rows) for prioritized replay.
         self.metrics.log_value(key=(module_id, TD_ERROR_KEY), value=td_error.mean(dim=-1).detach(),
@@ -160,7 +170,7 @@ class DDPGTorchLearner(DQNTorchLearner):
         TD3's delayed policy updates."""
         grads: ParamDict = {}
         for module_id in set(loss_per_module) - {ALL_MODULES}:
-            config = self.config.get_config_for_module(module_id)
+            config = cast("DDPGConfig", self.config.get_config_for_module(module_id))
             update_actor = self._num_critic_updates[module_id] % config.policy_delay == 0
             self._num_critic_updates[module_id] += 1
             for optim_name, optim in self.get_optimizers_for_module(module_id):
