@@ -28,15 +28,21 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
 from gapray.rl.behaviour import BehaviourPolicyConfig
 from gapray.rl.replay import TRANSITION_BUFFER
+
+if TYPE_CHECKING:
+    from ray.air.result import Result
+    from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+    from ray.tune.execution.placement_groups import PlacementGroupFactory
 
 EXPERIMENT = "gil-ddpg"
 VAL_METRICS = ("val_accuracy", "val_auc", "val_ap")
@@ -289,7 +295,7 @@ def load_policy_module(checkpoint: str | Path) -> Any:
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     path = Path(checkpoint) / COMPONENT_LEARNER_GROUP / COMPONENT_LEARNER / COMPONENT_RL_MODULE / "default_policy"
-    module = RLModule.from_checkpoint(path)
+    module = cast("TorchRLModule", RLModule.from_checkpoint(path))  # DDPGTorchRLModule
     module.eval()
     return module
 
@@ -320,6 +326,7 @@ def train_predictor_with_policy(settings: GILDDPGSettings, module: Any, policy: 
     placeholder = task_placeholder(env.task, env.config.placeholder)
     test = to_tensors(env.task.test, env.task.kind, placeholder, env.config.device)
     observation, info = env.reset(seed=settings.seed)
+    assert env.session is not None  # created by reset()
     best, best_state, best_step, history = -np.inf, None, steps, []
     started = time.perf_counter()
     for step in range(1, steps + 1):
@@ -328,7 +335,7 @@ def train_predictor_with_policy(settings: GILDDPGSettings, module: Any, policy: 
         elif policy == "mask":
             action = np.array(info["mask"], dtype=np.float32)
         elif policy == "ones":
-            action = np.ones(env.action_space.shape, dtype=np.float32)
+            action = np.ones(cast(tuple[int, ...], env.action_space.shape), dtype=np.float32)
         else:
             raise ValueError(f"policy must be learned, mask or ones, got {policy!r}")
         observation, _, _, _, info = env.step(action)
@@ -446,21 +453,24 @@ def run_gil_ddpg(settings: GILDDPGSettings, *, tracking_uri: str = "sqlite:///ml
         # algorithm's own request (driver/learner bundle + one bundle per env runner).
         from gapray.rl.algorithm import DDPG
 
-        resources = DDPG.default_resource_request(build_ddpg_config(settings))
+        # Algorithm.default_resource_request returns a PlacementGroupFactory (its Resources
+        # alternative is the old API stack's).
+        resources = cast("PlacementGroupFactory", DDPG.default_resource_request(build_ddpg_config(settings)))
         trainable = tune.with_resources(gil_ddpg_trial, resources)
         tuner = Tuner(trainable, param_space=param_space,
                       tune_config=TuneConfig(num_samples=num_samples),  # best trial picked below, on validation
                       run_config=RunConfig(name=name, storage_path=resolve_storage_path(storage_path), verbose=0))
         grid = tuner.fit()
         trials = []
-        for result in grid:
+        for result in cast("Iterable[Result]", grid):  # ResultGrid: __len__ and __getitem__
             if result.error is None and result.metrics and metric in result.metrics:
+                assert result.config is not None  # Tune sets every trial's config
                 trials.append({"config": {k: v for k, v in result.config.items() if k not in ("settings", "tracking")},
                                **{k: result.metrics[k] for k in result.metrics
                                   if k.startswith(("final_", "policy_"))},
                                "predictor_path": result.metrics.get("predictor_path")})
         if not trials:
-            errors = [str(r.error) for r in grid if r.error is not None]
+            errors = [str(r.error) for r in cast("Iterable[Result]", grid) if r.error is not None]
             raise RuntimeError(f"no GIL DDPG trial finished: {errors[:1]}")
         best = max(trials, key=lambda t: t[metric])
         best_settings = dataclasses.replace(settings, **best["config"])
