@@ -9,7 +9,7 @@ remote runners that do not exist) and loads them back, which cost about a tenth 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import ray
@@ -45,6 +45,18 @@ from ray.rllib.utils.typing import StateDict
 from gapray.rl.config import DDPGConfig
 from gapray.rl.replay import TransitionEpisodeReplayBuffer
 
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+    from ray.rllib.core.learner.learner_group import LearnerGroup
+    from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+    from ray.rllib.env.env_runner_group import EnvRunnerGroup
+    from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+    from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+    from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBuffer
+    from ray.rllib.utils.typing import EpisodeType, ModuleID
+
 
 class DDPG(SAC):
     """Deep Deterministic Policy Gradient (Lillicrap et al. 2015), TD3 options included.
@@ -56,13 +68,21 @@ class DDPG(SAC):
     learner caught up, kept sampling) with the newer weights.
     """
 
+    # Optional (None) on Algorithm until setup(); a set-up DDPG has all of them (new API
+    # stack, online: an env runner group, a learner group and an episode replay buffer).
+    config: DDPGConfig  # type: ignore[assignment]  # Algorithm already replaces Trainable's dict
+    metrics: MetricsLogger
+    env_runner_group: EnvRunnerGroup
+    learner_group: LearnerGroup
+    local_replay_buffer: EpisodeReplayBuffer  # type: ignore[assignment]  # Algorithm types it by its `= None`
+
     @classmethod
     @override(Algorithm)
-    def get_default_config(cls) -> DDPGConfig:
+    def get_default_config(cls) -> DDPGConfig:  # type: ignore[override]  # a SACConfig, not a DQNConfig
         return DDPGConfig()
 
     @override(Algorithm)
-    def setup(self, config: DDPGConfig) -> None:
+    def setup(self, config: AlgorithmConfig) -> None:  # type: ignore[override]  # Algorithm's, not Trainable's dict
         super().setup(config)
         buffer = getattr(self, "local_replay_buffer", None)
         if isinstance(buffer, TransitionEpisodeReplayBuffer):
@@ -78,12 +98,16 @@ class DDPG(SAC):
         :meth:`sync_env_runner_weights`)."""
         if not self.config.enable_env_runner_and_connector_v2:
             return super().training_step()
-        store_weight, sample_and_train_weight = calculate_rr_weights(self.config)
+        # Annotated List[float], returns ints.
+        store_weight, sample_and_train_weight = cast(list[int], calculate_rr_weights(self.config))
         for _ in range(store_weight):
             with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-                episodes, env_runner_results = synchronous_parallel_sample(
-                    worker_set=self.env_runner_group, concat=True, sample_timeout_s=self.config.sample_timeout_s,
-                    _uses_new_env_runners=True, _return_metrics=True)
+                # With _return_metrics: (episodes, env runner metrics), which the annotation omits.
+                episodes, env_runner_results = cast(
+                    "tuple[list[SingleAgentEpisode], list[dict[str, Any]]]",
+                    synchronous_parallel_sample(
+                        worker_set=self.env_runner_group, concat=True, sample_timeout_s=self.config.sample_timeout_s,
+                        _uses_new_env_runners=True, _return_metrics=True))
             self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
             with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
                 self.local_replay_buffer.add(episodes)
@@ -98,17 +122,17 @@ class DDPG(SAC):
 
         for _ in range(sample_and_train_weight):
             with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
-                episodes = self.local_replay_buffer.sample(
+                episodes = cast("list[SingleAgentEpisode]", self.local_replay_buffer.sample(
                     num_items=self.config.total_train_batch_size, n_step=self.config.n_step,
                     batch_length_T=self._module_is_stateful * self.config.model_config.get("max_seq_len", 0),
                     lookback=int(self._module_is_stateful),
                     min_batch_length_T=getattr(self.config, "burn_in_len", 0),
                     gamma=self.config.gamma, beta=self.config.replay_buffer_config.get("beta"),
-                    sample_episodes=True)
+                    sample_episodes=True))
                 self.metrics.aggregate([self.local_replay_buffer.get_metrics()], key=REPLAY_BUFFER_RESULTS)
             with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
                 learner_results = self.learner_group.update(
-                    episodes=episodes,
+                    episodes=cast("list[EpisodeType]", episodes),
                     timesteps={
                         NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
                             (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)),
@@ -116,7 +140,7 @@ class DDPG(SAC):
                             (ENV_RUNNER_RESULTS, NUM_AGENT_STEPS_SAMPLED_LIFETIME)),
                     })
                 # TD errors feed prioritized replay only: keep them out of the results.
-                td_errors = defaultdict(list)
+                td_errors: dict[ModuleID, Any] = defaultdict(list)
                 for result in learner_results:
                     for module_id, module_results in result.items():
                         if TD_ERROR_KEY in module_results:
@@ -140,18 +164,20 @@ class DDPG(SAC):
         numpy round trip and the object store); the runner takes the learner's weights
         sequence number. Otherwise RLlib's ``sync_weights``."""
         group, learner = self.env_runner_group, self.learner_group._learner
-        runner = group.local_env_runner
+        runner = cast("SingleAgentEnvRunner | MultiAgentEnvRunner | None", group.local_env_runner)
         if group.num_remote_env_runners() > 0 or learner is None or runner is None:
-            group.sync_weights(from_worker_or_learner_group=self.learner_group, policies=module_ids,
+            # Annotated list[str]; RLlib's DQN passes the same set (it is only iterated).
+            group.sync_weights(from_worker_or_learner_group=self.learner_group,
+                               policies=module_ids,  # type: ignore[arg-type]
                                global_vars=None, inference_only=True)
             return
         seq_no = learner._weights_seq_no
         if seq_no != 0 and runner._weights_seq_no >= seq_no:  # RLlib's rule: never go back to older weights
             return
         for module_id in module_ids:
-            source = learner.module[module_id].state_dict()
+            source = cast("TorchRLModule", learner.module[module_id]).state_dict()
             module = runner.module[module_id] if isinstance(runner.module, MultiRLModule) else runner.module
-            target = module.state_dict()
+            target = cast("TorchRLModule", module).state_dict()
             torch._foreach_copy_([target[k] for k in target], [source[k] for k in target])
         if seq_no > 0:
             runner._weights_seq_no = seq_no
