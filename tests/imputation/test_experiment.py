@@ -54,8 +54,12 @@ def test_bayesian_row_is_scored_on_the_monte_carlo_mean_with_raw_and_calibrated_
     mask = split.test.indicating_mask > 0
     expected = np.abs(mc - np.nan_to_num(split.test.X_ori))[mask].mean()
     assert row["mae"] == pytest.approx(expected, rel=1e-2) and row["mae"] != row["frozen_mae"]
-    # calibrated intervals reach about the nominal coverage (exchangeable val/test records)
-    assert abs(row["calibrated_picp"] - 0.8) < 0.1
+    # the calibrated intervals are the raw ones scaled on the validation set's removed entries: wider,
+    # and covering more (with ~20 held-out entries per split, nominal coverage itself is too noisy to
+    # assert here; tests/imputation/test_uncertainty.py checks it on synthetic data with known noise)
+    assert row["conformal_multiplier"] > 1
+    assert row["calibrated_width"] > row["width"]
+    assert row["calibrated_picp"] > row["picp"]
 
 
 def test_deterministic_rows_have_no_interval_scores_and_score_uncertainty_refuses_them() -> None:
