@@ -44,6 +44,7 @@ import torch
 from gapray.data.loaders import load_dataset
 from gapray.data.splits import imputation_split
 from gapray.imputation import BRITS, DEARI, BRITSConfig, DEARIConfig
+from gapray.imputation.experiment import monte_carlo_predictions, timed
 from gapray.imputation.uncertainty import (
     calibrate_and_score,
     distance_to_observation,
@@ -83,12 +84,6 @@ def build(name: str, args: argparse.Namespace, batch_size: int) -> BRITS | DEARI
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
 
 
-def timed(fn: Any) -> tuple[Any, float]:
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
-
-
 def run_model(name: str, split: Any, args: argparse.Namespace, batch_size: int, cache: Path) -> dict[str, Any]:
     model = build(name, args, batch_size)
     history, train_seconds = timed(lambda: model.fit(split.train, split.val))
@@ -101,23 +96,19 @@ def run_model(name: str, split: Any, args: argparse.Namespace, batch_size: int, 
         "seconds_per_epoch": float(np.mean([h["epoch_seconds"] for h in history])) if history else float("nan"),
     }
     test_target, test_mask = split.test.X_ori, split.test.indicating_mask
-    deterministic, row["predict_seconds_1pass"] = timed(lambda: model.predict(split.test, n_samples=0))
-    arrays: dict[str, np.ndarray] = {"frozen_imputation": deterministic["imputation"]}
     if model.config.bayesian:
-        val_pred, row["predict_seconds_val_mc"] = timed(lambda: model.predict(split.val, args.n_samples, args.level))
-        test_pred, row["predict_seconds_mc"] = timed(
-            lambda: model.predict(split.test, args.n_samples, args.level, return_samples=True)
-        )
-        _, again = timed(lambda: model.predict(split.test, n_samples=0))  # noisy machine: best of two
-        row["predict_seconds_1pass"] = min(row["predict_seconds_1pass"], again)
-        row["mc_cost_ratio"] = row["predict_seconds_mc"] / row["predict_seconds_1pass"]
-        arrays.update(
-            val_mean=val_pred["imputation"], val_std=val_pred["std"], test_mean=test_pred["imputation"],
-            test_std=test_pred["std"], test_samples=test_pred["samples"].astype(np.float32),
-        )
+        deterministic, test_pred, val_pred, seconds = monte_carlo_predictions(model, split, args.n_samples, args.level)
+        row.update(seconds)
+        arrays: dict[str, np.ndarray] = {
+            "frozen_imputation": deterministic["imputation"], "val_mean": val_pred["imputation"],
+            "val_std": val_pred["std"], "test_mean": test_pred["imputation"], "test_std": test_pred["std"],
+            "test_samples": test_pred["samples"].astype(np.float32),
+        }
         imputation = test_pred["imputation"]
         row["frozen_mae"] = masked_mae(deterministic["imputation"], test_target, test_mask)
     else:
+        deterministic, row["predict_seconds_1pass"] = timed(lambda: model.predict(split.test, n_samples=0))
+        arrays = {"frozen_imputation": deterministic["imputation"]}
         imputation = deterministic["imputation"]
     arrays["test_imputation"] = imputation
     np.savez_compressed(cache / f"{name}.npz", **arrays)  # type: ignore[arg-type]

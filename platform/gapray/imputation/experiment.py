@@ -55,10 +55,31 @@ def build_model(name: str, **overrides: Any) -> Any:
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``(fn(), seconds)``."""
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
+
+
+def monte_carlo_predictions(model: Any, split: Split, n_samples: int, level: float = 0.9
+                            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray],
+                                       dict[str, float]]:
+    """``(frozen, test, val, seconds)`` of a fitted Bayesian model.
+
+    ``frozen``: the posterior-mean pass over ``split.test``; ``test`` (with ``"samples"``) and
+    ``val``: ``n_samples`` batched Monte Carlo passes at ``level``; ``seconds``:
+    ``predict_seconds_1pass`` (best of two frozen passes: a shared machine is noisy),
+    ``predict_seconds_mc`` and ``predict_seconds_val_mc``, and ``mc_cost_ratio``.
+    """
+    frozen, one_pass = timed(lambda: model.predict(split.test, n_samples=0))
+    test, mc_seconds = timed(lambda: model.predict(split.test, n_samples, level, return_samples=True))
+    val, val_seconds = timed(lambda: model.predict(split.val, n_samples, level))
+    _, again = timed(lambda: model.predict(split.test, n_samples=0))
+    one_pass = min(one_pass, again)
+    seconds = {"predict_seconds_1pass": one_pass, "predict_seconds_mc": mc_seconds,
+               "predict_seconds_val_mc": val_seconds, "mc_cost_ratio": mc_seconds / one_pass}
+    return frozen, test, val, seconds
 
 
 def score_uncertainty(model: Any, split: Split, n_samples: int | None = None, level: float = 0.9) -> dict[str, Any]:
@@ -69,8 +90,7 @@ def score_uncertainty(model: Any, split: Split, n_samples: int | None = None, le
     ``width`` and sample ``crps`` of the Gaussian interval at ``level``; ``calibrated_picp``,
     ``calibrated_width``, ``calibrated_crps`` after split-conformal scaling of the std on
     ``split.val``'s removed entries (:func:`gapray.imputation.uncertainty.calibrate_and_score`);
-    ``predict_seconds_1pass`` (frozen pass over test), ``predict_seconds_mc`` (batched Monte
-    Carlo over test) and their ratio ``mc_cost_ratio``.
+    the timings of :func:`monte_carlo_predictions`.
     """
     if not getattr(model.config, "bayesian", False):
         raise ValueError(f"{type(model).__name__} is not Bayesian (config.bayesian=False)")
@@ -79,11 +99,7 @@ def score_uncertainty(model: Any, split: Split, n_samples: int | None = None, le
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     test, val = split.test, split.val
     assert test.X_ori is not None and val.X_ori is not None  # the masking in imputation_split sets X_ori
-    frozen, one_pass = _timed(lambda: model.predict(test, n_samples=0))
-    test_pred, mc_seconds = _timed(lambda: model.predict(test, n_samples, level, return_samples=True))
-    val_pred = model.predict(val, n_samples, level)
-    _, again = _timed(lambda: model.predict(test, n_samples=0))  # shared machine: best of two
-    one_pass = min(one_pass, again)
+    frozen, test_pred, val_pred, seconds = monte_carlo_predictions(model, split, n_samples, level)
     samples = test_pred.pop("samples")
     _, scores = calibrate_and_score(val_pred, val.X_ori, val.indicating_mask, test_pred, test.X_ori,
                                     test.indicating_mask, level, samples)
@@ -92,8 +108,7 @@ def score_uncertainty(model: Any, split: Split, n_samples: int | None = None, le
         "mae": masked_mae(test_pred["imputation"], target, mask),
         "mre": masked_mre(test_pred["imputation"], target, mask),
         "frozen_mae": masked_mae(frozen["imputation"], target, mask),
-        **scores, "n_samples": n_samples, "level": level,
-        "predict_seconds_1pass": one_pass, "predict_seconds_mc": mc_seconds, "mc_cost_ratio": mc_seconds / one_pass,
+        **scores, "n_samples": n_samples, "level": level, **seconds,
     }
 
 
