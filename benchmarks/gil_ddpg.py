@@ -106,39 +106,47 @@ def run_method(settings: Any, method: str) -> dict[str, Any]:
                "policy_history": policy.history})
 
 
-def wall_time_ratio(settings: Any, steps: int) -> dict[str, float]:
+def wall_time_ratio(settings: Any, steps: int, blocks: int = 3) -> dict[str, Any]:
     """ms per env step: the env with the fixed ``mask`` policy vs RLlib DDPG training on it.
 
-    Wall time (the target) and this process's CPU time: with ``num_env_runners=0`` the env,
-    the RLlib module and the learner all run in this process, so the CPU-time ratio is the
-    same comparison, less sensitive to other jobs sharing the cores."""
+    Both are built once and warmed up (the RLlib run past ``learning_starts``), then measured in
+    ``blocks`` interleaved pairs of ``steps`` env steps each (fixed block, RLlib block, ...), so
+    that a slow phase of the shared machine (or Ray's worker processes still starting) hits both
+    sides; each quantity is the median over its blocks. Wall time is the target; this process's
+    CPU time is beside it: with ``num_env_runners=0`` the env, the RLlib module and the learner
+    all run in this process, so the CPU-time ratio is the same comparison, less sensitive to
+    other jobs on the cores."""
     from gapray.rl.gil_training import build_ddpg_config, probe_env
 
-    env = probe_env(dataclasses.replace(settings, horizon=10 * steps))
+    horizon = 10 * steps * (blocks + 1)
+    env = probe_env(dataclasses.replace(settings, horizon=horizon))
     _, info = env.reset(seed=settings.seed)
     for _ in range(3):
         _, _, _, _, info = env.step(np.array(info["mask"], dtype=np.float32))
-    started, cpu_started = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        _, _, _, _, info = env.step(np.array(info["mask"], dtype=np.float32))
-    fixed, fixed_cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    fixed, fixed_cpu = fixed / steps, fixed_cpu / steps
-
-    rl_settings = dataclasses.replace(settings, horizon=10 * steps, steps_per_iteration=steps)
-    algo = build_ddpg_config(rl_settings).build_algo()
+    algo = build_ddpg_config(dataclasses.replace(settings, horizon=horizon, steps_per_iteration=steps)).build_algo()
+    fixed_blocks: list[tuple[float, float]] = []
+    rllib_blocks: list[tuple[float, float]] = []
     try:
-        warm = algo.train()                         # warm-up past learning_starts
-        before = warm["env_runners"]["num_env_steps_sampled_lifetime"]
-        started, cpu_started = time.perf_counter(), time.process_time()
-        result = algo.train()
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        done = result["env_runners"]["num_env_steps_sampled_lifetime"] - before
+        sampled = algo.train()["env_runners"]["num_env_steps_sampled_lifetime"]  # warm-up past learning_starts
+        for _ in range(blocks):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                _, _, _, _, info = env.step(np.array(info["mask"], dtype=np.float32))
+            fixed_blocks.append(((time.perf_counter() - started) / steps, (time.process_time() - cpu_started) / steps))
+            started, cpu_started = time.perf_counter(), time.process_time()
+            result = algo.train()
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            done, sampled = result["env_runners"]["num_env_steps_sampled_lifetime"] - sampled, \
+                result["env_runners"]["num_env_steps_sampled_lifetime"]
+            rllib_blocks.append((elapsed / max(done, 1), cpu / max(done, 1)))
     finally:
         algo.stop()
-    rllib, rllib_cpu = elapsed / max(done, 1), cpu / max(done, 1)
+    fixed, fixed_cpu = (statistics.median(b[i] for b in fixed_blocks) for i in (0, 1))
+    rllib, rllib_cpu = (statistics.median(b[i] for b in rllib_blocks) for i in (0, 1))
     return {"fixed_ms_per_step": 1e3 * fixed, "rllib_ms_per_step": 1e3 * rllib, "ratio": rllib / fixed,
             "fixed_cpu_ms_per_step": 1e3 * fixed_cpu, "rllib_cpu_ms_per_step": 1e3 * rllib_cpu,
-            "cpu_ratio": rllib_cpu / fixed_cpu, "steps": int(done)}
+            "cpu_ratio": rllib_cpu / fixed_cpu, "steps": steps * blocks,
+            "block_ratios": [r[0] / f[0] for f, r in zip(fixed_blocks, rllib_blocks)]}
 
 
 def _median_ratio(repeats: list[dict[str, float]]) -> dict[str, Any]:
@@ -166,11 +174,15 @@ def main() -> int:
     parser.add_argument("--final-steps", type=int, default=2000)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--ratio-steps", type=int, default=50)
-    parser.add_argument("--update-every", type=int, default=2, help="env steps per DDPG update")
+    parser.add_argument("--update-every", type=int, default=2, help="env steps per DDPG learner update")
+    parser.add_argument("--gradient-steps", type=int, default=None,
+                        help="gradient steps per learner update (default: --update-every, one per env step)")
     parser.add_argument("--rl-hiddens", default="128,128",
                         help="actor/critic widths (reference 400,300; the actor runs on all B x T rows every step)")
     parser.add_argument("--ratio-update-every", type=int, nargs="+", default=[1, 8],
                         help="DDPG update periods whose wall-time ratio is measured")
+    parser.add_argument("--ratio-blocks", type=int, default=3,
+                        help="interleaved (fixed policy, RLlib) block pairs per ratio measurement")
     parser.add_argument("--ratio-repeats", type=int, default=1,
                         help="measure each ratio this many times and report the medians (shared machines)")
     parser.add_argument("--placeholder", default="auto", help="missing-input value (auto: 3 x max for the LSTM)")
@@ -196,7 +208,8 @@ def main() -> int:
                                    lstm_hidden=args.lstm_hidden, mlp_hidden=args.mlp_hidden, horizon=args.horizon,
                                    iterations=args.iterations, steps_per_iteration=args.steps_per_iteration,
                                    final_steps=args.final_steps, eval_every=args.eval_every,
-                                   update_every=args.update_every, rl_hiddens=args.rl_hiddens,
+                                   update_every=args.update_every, gradient_steps=args.gradient_steps,
+                                   rl_hiddens=args.rl_hiddens,
                                    placeholder=args.placeholder)
     payload: dict[str, Any] = {
         "command": "python benchmarks/gil_ddpg.py " + " ".join(
@@ -214,7 +227,8 @@ def main() -> int:
         if args.part in ("ratio", "all"):
             payload["ratio"] = {}
             for k in args.ratio_update_every:
-                repeats = [wall_time_ratio(dataclasses.replace(settings, update_every=k), args.ratio_steps)
+                repeats = [wall_time_ratio(dataclasses.replace(settings, update_every=k), args.ratio_steps,
+                                           args.ratio_blocks)
                            for _ in range(args.ratio_repeats)]
                 payload["ratio"][f"update_every_{k}"] = _median_ratio(repeats)
             print(json.dumps({"ratio": payload["ratio"]}), flush=True)

@@ -103,3 +103,38 @@ def test_local_env_runner_gets_a_copy_of_the_learners_weights_after_each_step(ra
         assert torch.equal(runner.module.forward_inference({Columns.OBS: OBS})[Columns.ACTIONS], learner_actions)
     finally:
         algo.stop()
+
+
+def test_gradient_steps_per_update_takes_that_many_steps_in_one_learner_call(ray_session, monkeypatch):
+    """rollout_fragment_length 4 with gradient_steps_per_update 4: one sample call and one
+    learner call per training step, four gradient steps on four train batches of 16 inside it."""
+    from gapray.rl.learner import DDPGTorchLearner
+
+    loss_batches: list[int] = []
+    compute_loss = DDPGTorchLearner.compute_loss_for_module
+
+    def recording(self, *, module_id, config, batch, fwd_out):
+        loss_batches.append(int(batch[Columns.OBS].shape[0]))
+        return compute_loss(self, module_id=module_id, config=config, batch=batch, fwd_out=fwd_out)
+
+    monkeypatch.setattr(DDPGTorchLearner, "compute_loss_for_module", recording)
+    config = (pendulum_config(rollout_fragment_length=4, batch_size=16, learning_starts=20, seed=0)
+              .training(actor_hiddens=(16,), critic_hiddens=(16,), gradient_steps_per_update=4)
+              .reporting(min_sample_timesteps_per_iteration=40))
+    algo = config.build_algo()
+    try:
+        algo.train()
+        learner = algo.learner_group._learner
+        steps_before = learner._num_critic_updates["default_policy"]
+        sampled_before = algo.metrics.peek(("env_runners", "num_env_steps_sampled_lifetime"))
+        update_calls = []
+        update = algo.learner_group.update
+        algo.learner_group.update = lambda **kwargs: update_calls.append(kwargs) or update(**kwargs)
+        loss_batches.clear()
+        algo.training_step()
+        assert len(update_calls) == 1
+        assert loss_batches == [16, 16, 16, 16]
+        assert learner._num_critic_updates["default_policy"] - steps_before == 4
+        assert algo.metrics.peek(("env_runners", "num_env_steps_sampled_lifetime")) - sampled_before == 4
+    finally:
+        algo.stop()

@@ -12,7 +12,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from gapray.rl import DDPGConfig
-from gapray.rl.learner import POLICY_OPTIMIZER, QF_OPTIMIZER
+from gapray.rl.learner import POLICY_OPTIMIZER, QF_OPTIMIZER, compounded_tau
 
 MID = "default_policy"
 OBS_SPACE = gym.spaces.Box(-10.0, 10.0, (1,), np.float32)
@@ -162,3 +162,24 @@ def test_in_place_polyak_update_matches_rllibs_state_dict_update():
     for (key, expected), actual in zip(target.state_dict().items(), ours.state_dict().values()):
         assert expected.dtype == actual.dtype, key
         assert torch.allclose(expected.double(), actual.double(), rtol=1e-6, atol=1e-7), key
+
+
+def test_polyak_compounds_over_the_gradient_steps_of_one_learner_call():
+    """A learner call of n gradient steps moves the targets as n Polyak steps toward fixed
+    weights would: by 1 - (1 - tau)^n."""
+    assert compounded_tau(0.25, 1) == 0.25
+    assert compounded_tau(0.25, 2) == pytest.approx(1 - 0.75 ** 2)
+    learner, module, _ = tiny_learner(tau=0.25)
+    with torch.no_grad():
+        for p in module.qf.parameters():
+            p.fill_(4.0)
+        for p in module.target_qf.parameters():
+            p.fill_(0.0)
+    learner._num_critic_updates[MID] += 2                      # two gradient steps in this call
+    learner.after_gradient_based_update(timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 1})
+    for p in module.target_qf.parameters():
+        assert torch.allclose(p, torch.full_like(p, 4.0 * (1 - 0.75 ** 2)))   # 1.75
+    learner._num_critic_updates[MID] += 1                      # then a call of one step: plain tau
+    learner.after_gradient_based_update(timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 2})
+    for p in module.target_qf.parameters():
+        assert torch.allclose(p, torch.full_like(p, 0.25 * 4.0 + 0.75 * 1.75))

@@ -95,7 +95,8 @@ class DDPG(SAC):
     @override(SAC)
     def training_step(self) -> None:
         """DQN's ``_training_step_new_api_stack`` (RLlib 2.60), the weight sync aside (see
-        :meth:`sync_env_runner_weights`)."""
+        :meth:`sync_env_runner_weights`), and ``gradient_steps_per_update`` train batches drawn
+        at once and passed to one learner call as that many minibatches."""
         if not self.config.enable_env_runner_and_connector_v2:
             return super().training_step()
         # Annotated List[float], returns ints.
@@ -120,10 +121,14 @@ class DDPG(SAC):
         if current_ts < self.config.num_steps_sampled_before_learning_starts:
             return None
 
+        # `gradient_steps_per_update` train batches in one learner call, one gradient step each.
+        gradient_steps = int(self.config.gradient_steps_per_update)
+        minibatches: dict[str, Any] = {} if gradient_steps == 1 else {
+            "minibatch_size": self.config.train_batch_size_per_learner, "num_epochs": 1}
         for _ in range(sample_and_train_weight):
             with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
                 episodes = cast("list[SingleAgentEpisode]", self.local_replay_buffer.sample(
-                    num_items=self.config.total_train_batch_size, n_step=self.config.n_step,
+                    num_items=self.config.total_train_batch_size * gradient_steps, n_step=self.config.n_step,
                     batch_length_T=self._module_is_stateful * self.config.model_config.get("max_seq_len", 0),
                     lookback=int(self._module_is_stateful),
                     min_batch_length_T=getattr(self.config, "burn_in_len", 0),
@@ -133,6 +138,7 @@ class DDPG(SAC):
             with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
                 learner_results = self.learner_group.update(
                     episodes=cast("list[EpisodeType]", episodes),
+                    **minibatches,
                     timesteps={
                         NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
                             (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)),

@@ -28,6 +28,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
 from gapray.rl.behaviour import BehaviourPolicyConfig
+from gapray.rl.env_runner import ChunkSummaryEnvRunner
 from gapray.rl.exploration import NOISE_TYPES
 from gapray.rl.networks import ACTOR_OUTPUTS, CRITIC_JOINS
 
@@ -74,6 +75,7 @@ class DDPGConfig(SACConfig):
         self.target_policy_noise = 0.0
         self.target_noise_clip = 0.5
         self.policy_delay = 1
+        self.gradient_steps_per_update = 1
         # Exploration.
         self.exploration_noise = "gaussian"
         self.exploration_sigma = 0.1
@@ -92,6 +94,9 @@ class DDPGConfig(SACConfig):
         # works (the module then acts in [-1, 1] and RLlib rescales).
         self.normalize_actions = False
         self.clip_actions = True
+        # Keeps only length/return/duration of returned episode chunks (RLlib keeps whole
+        # chunks, observations included, until the episode ends: 10 MB per GIL env step).
+        self.env_runner_cls = ChunkSummaryEnvRunner  # type: ignore[assignment]  # RLlib annotates the default None
 
     @override(SACConfig)
     def training(
@@ -110,6 +115,7 @@ class DDPGConfig(SACConfig):
         target_noise_clip: float = NotProvided,
         policy_delay: int = NotProvided,
         train_rows_per_step: int | None = NotProvided,
+        gradient_steps_per_update: int = NotProvided,
         **kwargs: Any,
     ) -> Self:
         """Network, loss and TD3 settings; everything else goes to ``SACConfig.training``.
@@ -132,6 +138,12 @@ class DDPGConfig(SACConfig):
             train_rows_per_step: rows drawn from each replayed ``[B, F]`` step for the losses
                 (None: all ``B``); the train batch holds ``train_batch_size_per_learner``
                 env steps, i.e. that many times this many transitions.
+            gradient_steps_per_update: gradient steps per learner update call, each on its own
+                train batch drawn from the replay buffer (the Polyak update compounds to
+                ``1 - (1 - tau)^n`` over them). With ``rollout_fragment_length = n`` this keeps
+                the reference's one gradient step per env step while RLlib's fixed cost of a
+                training step (sampling call, learner call, metrics, weight sync) is paid once
+                per ``n`` env steps; the acting weights then lag by up to ``n - 1`` env steps.
         """
         super().training(**kwargs)
         for name, widths in (("actor_hiddens", actor_hiddens), ("critic_hiddens", critic_hiddens)):
@@ -144,6 +156,7 @@ class DDPGConfig(SACConfig):
             ("critic_loss", critic_loss), ("critic_l2", critic_l2),
             ("target_policy_noise", target_policy_noise), ("target_noise_clip", target_noise_clip),
             ("policy_delay", policy_delay), ("train_rows_per_step", train_rows_per_step),
+            ("gradient_steps_per_update", gradient_steps_per_update),
         ):
             if value is not NotProvided:
                 setattr(self, name, value)
@@ -203,6 +216,8 @@ class DDPGConfig(SACConfig):
             # `update_from_dict` turns the import path into the class: store the path again
             # (Algorithm tests `"EpisodeReplayBuffer" in type`).
             self.replay_buffer_config["type"] = "EpisodeReplayBuffer"
+        if self.env_runner_cls is ChunkSummaryEnvRunner and self.is_multi_agent:
+            self.env_runner_cls = None  # RLlib's MultiAgentEnvRunner (the summary runner is single-agent)
         try:
             super().validate()
         finally:
@@ -230,6 +245,8 @@ class DDPGConfig(SACConfig):
             problems.append("target_policy_noise and target_noise_clip must be >= 0")
         if self.train_rows_per_step is not None and int(self.train_rows_per_step) < 1:
             problems.append(f"train_rows_per_step must be >= 1 or None, got {self.train_rows_per_step}")
+        if int(self.gradient_steps_per_update) < 1:
+            problems.append(f"gradient_steps_per_update must be >= 1, got {self.gradient_steps_per_update}")
         if int(self.policy_delay) < 1:
             problems.append(f"policy_delay must be >= 1, got {self.policy_delay}")
         if self.behaviour_policy is not None:

@@ -94,7 +94,11 @@ class GILDDPGSettings:
     learning_starts: int = 8
     """Env steps before the first DDPG update."""
     update_every: int = 1
-    """Env steps sampled per DDPG update (RLlib ``rollout_fragment_length``; reference: 1)."""
+    """Env steps sampled per DDPG learner update (RLlib ``rollout_fragment_length``)."""
+    gradient_steps: int | None = None
+    """Gradient steps per learner update, each on its own train batch (``DDPGConfig``
+    ``gradient_steps_per_update``); None: ``update_every``, i.e. one gradient step per env
+    step as in the reference, with RLlib's per-update cost paid once per ``update_every`` steps."""
     behaviour: str = "auto"
     """Eq. 42 preset: ``tabular``, ``lstm`` or ``auto`` (by predictor)."""
     critic_join: str = "pre_activation"
@@ -123,6 +127,8 @@ class GILDDPGSettings:
                      "update_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.gradient_steps is not None and int(self.gradient_steps) < 1:
+            raise ValueError(f"gradient_steps must be >= 1 or None, got {self.gradient_steps}")
 
     def env_config(self, **overrides: Any) -> dict[str, Any]:
         """The ``GILEnv`` config dict of this run."""
@@ -190,6 +196,8 @@ def build_ddpg_config(settings: GILDDPGSettings) -> Any:
                   actor_lr=settings.actor_lr, critic_lr=settings.critic_lr, tau=settings.tau, gamma=settings.gamma,
                   train_batch_size_per_learner=settings.train_batch_steps,
                   train_rows_per_step=settings.train_rows_per_step,
+                  gradient_steps_per_update=(settings.update_every if settings.gradient_steps is None
+                                             else settings.gradient_steps),
                   num_steps_sampled_before_learning_starts=settings.learning_starts,
                   replay_buffer_config={"type": TRANSITION_BUFFER, "capacity": capacity})
         .exploration(noise="none", behaviour_policy=behaviour, observed_mask_slice=env.layout.mask)

@@ -209,9 +209,10 @@ class DDPGTorchRLModule(TorchRLModule, TargetNetworkAPI, QNetAPI, InferenceOnlyA
 
     # ---- forward passes --------------------------------------------------------------
     def actor_action(self, obs: torch.Tensor) -> torch.Tensor:
-        """``mu(s)`` in module units with the observation's leading shape (``[N, B, d]`` or ``[N, d]``)."""
+        """``mu(s)`` in module units with the observation's leading shape (``[N, B, d]`` or ``[N, d]``),
+        for acting (no gradient; BatchNorm with running statistics, :meth:`Actor.act`)."""
         n = obs.shape[0]
-        return self.layout.unfold(self.pi(self.layout.fold(obs.float())), n)
+        return self.layout.unfold(self.pi.act(self.layout.fold(obs.float())), n)
 
     @override(RLModule)
     def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -1,0 +1,55 @@
+"""The actor's acting path (:meth:`gapray.rl.networks.Actor.act`): BatchNorm folded into the
+linear layers with the running statistics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gapray.rl.networks import Actor
+
+
+def trained_actor(output: str, batch_norm: bool = True) -> Actor:
+    """An actor whose BatchNorm layers hold non-trivial running statistics and affine terms."""
+    torch.manual_seed(0)
+    actor = Actor(6, 3, (16, 8), batch_norm=batch_norm, output=output, low=torch.tensor([-2.0, 0.0, 0.5]),
+                  high=torch.tensor([2.0, 1.0, 3.0]), last_init_std=None)
+    with torch.no_grad():
+        for module in actor.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.weight.uniform_(0.5, 2.0)
+                module.bias.uniform_(-1.0, 1.0)
+    actor.train()
+    for _ in range(20):                          # running statistics from shifted, scaled batches
+        actor(3.0 * torch.randn(32, 6) + 1.5)
+    return actor
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_act_equals_the_eval_mode_forward(output: str, batch_norm: bool) -> None:
+    actor = trained_actor(output, batch_norm)
+    state = 3.0 * torch.randn(50, 6) + 1.5
+    fast = actor.act(state)
+    actor.eval()
+    with torch.no_grad():
+        reference = actor(state)
+    assert torch.allclose(fast, reference, atol=1e-5, rtol=1e-5)
+    assert torch.all(fast >= actor.low) and torch.all(fast <= actor.high)
+
+
+def test_act_uses_running_statistics_in_training_mode_and_leaves_them_unchanged() -> None:
+    actor = trained_actor("sigmoid")
+    norm = actor.body[0][1]
+    running_mean = norm.running_mean.clone()
+    state = torch.randn(40, 6)
+    actor.train()
+    together = actor.act(state)
+    alone = torch.cat([actor.act(state[i:i + 1]) for i in range(len(state))])
+    assert torch.allclose(together, alone, atol=1e-6)        # a row's action ignores the other rows
+    assert torch.equal(norm.running_mean, running_mean)      # acting does not update the statistics
+    assert actor.training
+    with torch.no_grad():
+        batch_statistics = actor(state)
+    assert not torch.allclose(together, batch_statistics, atol=1e-3)   # differs from train-mode forward
+    assert not together.requires_grad
