@@ -73,14 +73,15 @@ def _write(dataset: str, payload: dict[str, Any]) -> None:
         lines += ["" if lines[-1] else None,
                   "Wall time per env step (same env config, after warm-up; target ratio <= 2x); CPU time of "
                   "this process beside it" + (f"; medians of {repeats} runs" if repeats > 1 else "") + ":", "",
-                  "| DDPG update every | env + fixed `mask` policy ms/step | GIL under RLlib DDPG ms/step | ratio "
-                  "| fixed CPU ms/step | RLlib CPU ms/step | CPU ratio |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| DDPG update every | gradient steps per update | env + fixed `mask` policy ms/step "
+                  "| GIL under RLlib DDPG ms/step | ratio | fixed CPU ms/step | RLlib CPU ms/step | CPU ratio |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, ratio in payload["ratio"].items():
             cpu = (f" {ratio['fixed_cpu_ms_per_step']:.1f} | {ratio['rllib_cpu_ms_per_step']:.1f} | "
                    f"{ratio['cpu_ratio']:.2f}x |" if "cpu_ratio" in ratio else " | | |")
             runs = ", ".join(f"{r['ratio']:.2f}x" for r in ratio.get("repeats", []))
-            lines.append(f"| {name.rsplit('_', 1)[-1]} env steps | {ratio['fixed_ms_per_step']:.1f} | "
+            every, _, steps = name.removeprefix("update_every_").partition("_gradient_steps_")
+            lines.append(f"| {every} env steps | {steps or 1} | {ratio['fixed_ms_per_step']:.1f} | "
                          f"{ratio['rllib_ms_per_step']:.1f} | {ratio['ratio']:.2f}x" + (f" ({runs})" if runs else "")
                          + " |" + cpu)
     (RESULTS / f"gil_ddpg_{dataset}.md").write_text("\n".join(line for line in lines if line is not None) + "\n")
@@ -179,8 +180,9 @@ def main() -> int:
                         help="gradient steps per learner update (default: --update-every, one per env step)")
     parser.add_argument("--rl-hiddens", default="128,128",
                         help="actor/critic widths (reference 400,300; the actor runs on all B x T rows every step)")
-    parser.add_argument("--ratio-update-every", type=int, nargs="+", default=[1, 8],
-                        help="DDPG update periods whose wall-time ratio is measured")
+    parser.add_argument("--ratio-update-every", nargs="+", default=["1", "2", "2:1", "8:1"],
+                        help="DDPG update periods whose wall-time ratio is measured: K (K env steps, K gradient "
+                             "steps per learner update: one per env step) or K:G (G gradient steps per update)")
     parser.add_argument("--ratio-blocks", type=int, default=3,
                         help="interleaved (fixed policy, RLlib) block pairs per ratio measurement")
     parser.add_argument("--ratio-repeats", type=int, default=1,
@@ -226,11 +228,13 @@ def main() -> int:
     try:
         if args.part in ("ratio", "all"):
             payload["ratio"] = {}
-            for k in args.ratio_update_every:
-                repeats = [wall_time_ratio(dataclasses.replace(settings, update_every=k), args.ratio_steps,
-                                           args.ratio_blocks)
+            for spec in args.ratio_update_every:
+                every, _, steps = spec.partition(":")
+                k, g = int(every), int(steps) if steps else int(every)
+                repeats = [wall_time_ratio(dataclasses.replace(settings, update_every=k, gradient_steps=g),
+                                           args.ratio_steps, args.ratio_blocks)
                            for _ in range(args.ratio_repeats)]
-                payload["ratio"][f"update_every_{k}"] = _median_ratio(repeats)
+                payload["ratio"][f"update_every_{k}_gradient_steps_{g}"] = _median_ratio(repeats)
             print(json.dumps({"ratio": payload["ratio"]}), flush=True)
             _write(args.dataset, payload)
         if args.part in ("rows", "all"):
