@@ -68,6 +68,7 @@ def _write(dataset: str, payload: dict[str, Any]) -> None:
         final = [r.get("final_seconds", 0.0) for r in runs]
         lines.append(f"| {method} | {len(runs)} | {stat('test_accuracy')} | {stat('test_auc')} | {stat('test_ap')} | "
                      f"{stat('val_auc')} | {statistics.mean(seconds):.0f} | {statistics.mean(final):.0f} |")
+    lines += _paired_lines(payload["runs"])
     if payload.get("ratio"):
         repeats = max(len(r.get("repeats", [r])) for r in payload["ratio"].values())
         lines += ["" if lines[-1] else None,
@@ -85,6 +86,37 @@ def _write(dataset: str, payload: dict[str, Any]) -> None:
                          f"{ratio['rllib_ms_per_step']:.1f} | {ratio['ratio']:.2f}x" + (f" ({runs})" if runs else "")
                          + " |" + cpu)
     (RESULTS / f"gil_ddpg_{dataset}.md").write_text("\n".join(line for line in lines if line is not None) + "\n")
+
+
+def paired_differences(runs: dict[str, list[dict[str, Any]]], method: str, baseline: str,
+                       key: str) -> list[float]:
+    """Per-seed ``method - baseline`` of ``key`` over the seeds both have (same split, same
+    predictor initialisation and batch order: the seed-to-seed spread cancels)."""
+    base = {r["seed"]: r[key] for r in runs.get(baseline, []) if r.get(key) is not None}
+    return [r[key] - base[r["seed"]] for r in runs.get(method, []) if r.get(key) is not None and r["seed"] in base]
+
+
+def _paired_lines(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Markdown rows: each method against ``ones`` (zero imputation), paired by seed."""
+    rows = []
+    for method in runs:
+        if method == "ones":
+            continue
+        cells = []
+        for key in ("test_accuracy", "test_auc", "test_ap"):
+            diffs = paired_differences(runs, method, "ones", key)
+            if not diffs:
+                break
+            sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+            se = sd / len(diffs) ** 0.5
+            cells.append(f"{100 * statistics.mean(diffs):+.2f} +- {100 * se:.2f} ({sum(d > 0 for d in diffs)}/{len(diffs)})")
+        if len(cells) == 3:
+            rows.append(f"| {method} - ones | {' | '.join(cells)} |")
+    if not rows:
+        return []
+    return ["", "Paired by seed against `ones` (zero imputation): mean difference +- standard error, in points; "
+            "(seeds where the method is ahead / seeds):", "",
+            "| comparison | test acc | test AUC | test AP |", "|---|---|---|---|", *rows]
 
 
 def run_method(settings: Any, method: str) -> dict[str, Any]:
@@ -193,7 +225,13 @@ def main() -> int:
                              "method rows of a full run are not overwritten)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--report", action="store_true",
+                        help="only rewrite gil_ddpg_<dataset>[_<tag>].md from its JSON")
     args = parser.parse_args()
+    if args.report:
+        name = args.dataset + (f"_{args.tag}" if args.tag else "")
+        _write(args.dataset, json.loads((RESULTS / f"gil_ddpg_{name}.json").read_text()))
+        return 0
     if args.part == "ratio" and not args.tag:
         args.tag = "ratio"
     torch.set_num_threads(args.threads)
