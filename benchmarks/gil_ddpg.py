@@ -69,6 +69,7 @@ def _write(dataset: str, payload: dict[str, Any]) -> None:
         lines.append(f"| {method} | {len(runs)} | {stat('test_accuracy')} | {stat('test_auc')} | {stat('test_ap')} | "
                      f"{stat('val_auc')} | {statistics.mean(seconds):.0f} | {statistics.mean(final):.0f} |")
     lines += _paired_lines(payload["runs"])
+    lines += _importance_lines(payload["runs"])
     if payload.get("ratio"):
         repeats = max(len(r.get("repeats", [r])) for r in payload["ratio"].values())
         lines += ["" if lines[-1] else None,
@@ -109,7 +110,8 @@ def _paired_lines(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
                 break
             sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
             se = sd / len(diffs) ** 0.5
-            cells.append(f"{100 * statistics.mean(diffs):+.2f} +- {100 * se:.2f} ({sum(d > 0 for d in diffs)}/{len(diffs)})")
+            ahead = sum(d > 0 for d in diffs)
+            cells.append(f"{100 * statistics.mean(diffs):+.2f} +- {100 * se:.2f} ({ahead}/{len(diffs)})")
         if len(cells) == 3:
             rows.append(f"| {method} - ones | {' | '.join(cells)} |")
     if not rows:
@@ -117,6 +119,19 @@ def _paired_lines(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     return ["", "Paired by seed against `ones` (zero imputation): mean difference +- standard error, in points; "
             "(seeds where the method is ahead / seeds):", "",
             "| comparison | test acc | test AUC | test AP |", "|---|---|---|---|", *rows]
+
+
+def _importance_lines(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Markdown rows: what the learned policies handed the final predictor (per seed)."""
+    rows = [f"| {method} | {r['seed']} | {i['mean']:.3f} | {i['std']:.3f} | {i['mean_observed']:.3f} | "
+            f"{i['mean_missing']:.3f} | {i['row_mean_std']:.3f} |"
+            for method, method_runs in runs.items() for r in method_runs if (i := r.get("importance"))]
+    if not rows:
+        return []
+    return ["", "Importance the learned (deterministic) policy gave the final predictor, over all its training "
+            "steps: a near-constant importance is, under Adam, almost plain back-propagation (`ones`):", "",
+            "| method | seed | mean | std | mean on observed | mean on missing | std of row means |",
+            "|---|---|---|---|---|---|---|", *rows]
 
 
 def run_method(settings: Any, method: str) -> dict[str, Any]:
@@ -136,7 +151,7 @@ def run_method(settings: Any, method: str) -> dict[str, Any]:
             | {"final_seconds": result["seconds"], "best_step": result["best_step"],
                "policy_seconds": policy.seconds, "policy_env_steps": policy.env_steps,
                "policy_selected_iteration": policy.selected_iteration, "policy_selected_val": policy.selected_val,
-               "policy_history": policy.history})
+               "policy_history": policy.history, "importance": result["importance"]})
 
 
 def wall_time_ratio(settings: Any, steps: int, blocks: int = 3) -> dict[str, Any]:

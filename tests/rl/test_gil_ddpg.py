@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pytest
 
 from gapray.rl.gil_training import SMOKE_TEST, GILDDPGSettings, build_ddpg_config, probe_env
 
@@ -59,11 +60,29 @@ def test_smoke_test_runs_end_to_end_and_logs_to_mlflow(ray_session, mlflow_uri, 
     children = runs[runs["tags.mlflow.parentRunId"] == outcome["parent_run_id"]]
     assert len(children) == 1
     child = children.iloc[0]
-    for key in ("episode_return_mean", "qf_loss", "policy_loss", "val_auc", "final/final_test_auc"):
+    for key in ("episode_return_mean", "qf_loss", "policy_loss", "val_auc", "final/final_test_auc",
+                "final/final_importance_mean", "final/final_importance_mean_observed"):
         assert np.isfinite(child[f"metrics.{key}"])
     assert child["status"] == "FINISHED"
     # Only the filtered metrics: no RLlib result-dict dump.
     metric_names = [c for c in runs.columns if c.startswith("metrics.")]
-    assert len(metric_names) < 40
+    assert len(metric_names) < 50          # an RLlib result dump would be hundreds
     artifacts = mlflow.MlflowClient(mlflow_uri).list_artifacts(child["run_id"], "final_model")
     assert [Path(a.path).name for a in artifacts] == ["final_predictor.pt"]
+
+
+def test_importance_summary_matches_hand_computed_statistics():
+    from gapray.rl.gil_training import ImportanceSummary
+
+    summary = ImportanceSummary()
+    assert summary.result() == {}
+    action = np.array([[0.1, 0.5], [0.3, 0.9]])
+    observed = np.array([[1, 0], [1, 1]])
+    summary.add(action, observed)
+    summary.add(action, observed)
+    result = summary.result()
+    assert result["mean"] == pytest.approx(0.45)
+    assert result["std"] == pytest.approx(np.sqrt((0.01 + 0.25 + 0.09 + 0.81) / 4 - 0.45 ** 2))
+    assert result["mean_observed"] == pytest.approx((0.1 + 0.3 + 0.9) / 3)
+    assert result["mean_missing"] == pytest.approx(0.5)
+    assert result["row_mean_std"] == pytest.approx(0.15)              # row means 0.3 and 0.6

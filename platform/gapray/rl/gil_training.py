@@ -320,6 +320,34 @@ def policy_action(module: Any, observation: np.ndarray) -> np.ndarray:
     return np.clip(out[Columns.ACTIONS][0].cpu().numpy(), 0.0, 1.0).astype(np.float32)
 
 
+class ImportanceSummary:
+    """Running summary of the importances a policy hands the predictor: mean and std over all
+    entries, the means on observed and on missing entries, and the std of the per-row means.
+    A near-constant importance is, under Adam's per-parameter normalisation, almost plain
+    back-propagation: these numbers tell whether a learned policy differs from ``ones``."""
+
+    def __init__(self) -> None:
+        self._sums = np.zeros(6)  # n, sum, sum sq, observed sum, observed n, sum of row-mean variances
+        self._steps = 0
+
+    def add(self, action: np.ndarray, observed: np.ndarray) -> None:
+        a = np.asarray(action, dtype=np.float64)
+        seen = np.asarray(observed, dtype=bool)
+        self._sums += (a.size, a.sum(), np.square(a).sum(), a[seen].sum(), seen.sum(), a.mean(axis=-1).var())
+        self._steps += 1
+
+    def result(self) -> dict[str, float]:
+        n, total, squares, seen_total, seen_n, row_var = self._sums
+        if n == 0:
+            return {}
+        mean = total / n
+        missing_n = n - seen_n
+        return {"mean": float(mean), "std": float(np.sqrt(max(squares / n - mean ** 2, 0.0))),
+                "mean_observed": float(seen_total / seen_n) if seen_n else float("nan"),
+                "mean_missing": float((total - seen_total) / missing_n) if missing_n else float("nan"),
+                "row_mean_std": float(np.sqrt(row_var / self._steps))}
+
+
 def train_predictor_with_policy(settings: GILDDPGSettings, module: Any, policy: str = "learned",
                                 steps: int | None = None) -> dict[str, Any]:
     """Train a fresh predictor in ``GILEnv`` with the deterministic learned policy (or a fixed
@@ -339,10 +367,12 @@ def train_predictor_with_policy(settings: GILDDPGSettings, module: Any, policy: 
     observation, info = env.reset(seed=settings.seed)
     assert env.session is not None  # created by reset()
     best, best_state, best_step, history = -np.inf, None, steps, []
+    importance = ImportanceSummary()
     started = time.perf_counter()
     for step in range(1, steps + 1):
         if policy == "learned":
             action = policy_action(module, observation)
+            importance.add(action, np.asarray(info["mask"]))
         elif policy == "mask":
             action = np.array(info["mask"], dtype=np.float32)
         elif policy == "ones":
@@ -361,6 +391,7 @@ def train_predictor_with_policy(settings: GILDDPGSettings, module: Any, policy: 
         env.session.predictor.load_state_dict(best_state)
     return {"test": env.session.scores(test), "val": env.session.scores(env.val_data), "best_step": best_step,
             "history": history, "seconds": seconds, "predictor_state": env.session.predictor.state_dict(),
+            "importance": importance.result() if policy == "learned" else None,
             "kind": env.task.kind}
 
 
@@ -400,7 +431,8 @@ def gil_ddpg_trial(config: dict[str, Any]) -> None:
                    **{f"final_test_{k}": v for k, v in final["test"].items()},
                    "final_best_step": final["best_step"], "policy_selected_iteration": policy.selected_iteration,
                    "policy_seconds": policy.seconds, "policy_env_steps": policy.env_steps,
-                   "final_predictor_seconds": final["seconds"]}
+                   "final_predictor_seconds": final["seconds"],
+                   **{f"final_importance_{k}": v for k, v in (final["importance"] or {}).items()}}
         run.finish(summary)
         tune.report({**summary, "iteration": settings.iterations + 1,
                      "predictor_path": str(predictor_path), "policy_checkpoint": policy.checkpoint})
