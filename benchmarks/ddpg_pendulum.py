@@ -69,6 +69,8 @@ def main() -> int:
     parser.add_argument("--num-env-runners", type=int, default=0)
     parser.add_argument("--rollout-fragment-length", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--gradient-steps", type=int, default=1,
+                        help="gradient steps per learner update (4 with the default fragment: one per env step)")
     parser.add_argument("--learning-starts", type=int, default=1000)
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="intra-op threads of the driver (the local learner); 1 is fastest on a busy 2-core box")
@@ -84,6 +86,7 @@ def main() -> int:
 
     config = pendulum_config(num_env_runners=args.num_env_runners, rollout_fragment_length=args.rollout_fragment_length,
                              batch_size=args.batch_size, learning_starts=args.learning_starts, seed=args.seed)
+    config = config.training(gradient_steps_per_update=args.gradient_steps)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     algo = config.build_algo()
     curve, start = [], time.perf_counter()
@@ -135,7 +138,8 @@ def main() -> int:
     lines = [
         f"# DDPG on Pendulum-v1 ({stem})", "",
         f"Command: `python benchmarks/ddpg_pendulum.py --total-steps {args.total_steps} --seed {args.seed} "
-        f"--rollout-fragment-length {args.rollout_fragment_length} --batch-size {args.batch_size}"
+        f"--rollout-fragment-length {args.rollout_fragment_length} --batch-size {args.batch_size} "
+        f"--gradient-steps {args.gradient_steps}"
         f"{' --tag ' + args.tag if args.tag else ''}`", "",
         "| metric | value |", "|---|---|",
         f"| env steps | {steps} |",

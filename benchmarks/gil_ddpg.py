@@ -21,9 +21,12 @@ PhysioNet mortality AUC 82.20 (GIL) vs 82.00 (GIL-H) vs 81.14 (zero imputation);
 64-unit LSTM and a short policy-learning budget expect all three within about a point of each
 other, ranking not guaranteed. The wall-time ratio (DDPG on RLlib / env with a fixed policy)
 is dominated by the actor's pass over every row (every env step) and RLlib's per-update
-overhead (learner update, weight sync: every ``--update-every`` steps); the replay buffer hands
-the learner only ``train_rows_per_step`` rows of each replayed step. ``--part ratio`` writes
-``gil_ddpg_<dataset>_ratio.*``; on a shared machine use ``--ratio-repeats 3``.
+overhead (learner call, metrics, weight sync: every ``--update-every`` steps); the replay buffer
+hands the learner only ``train_rows_per_step`` rows of each replayed step. ``--part ratio``
+writes ``gil_ddpg_<dataset>_ratio.*`` (PhysioNet LSTM 64, quiet 2-core machine: 1.98x updating
+every env step, 1.88x with 2 gradient steps every 2 env steps, both one gradient step per env
+step); on a shared machine use ``--ratio-repeats 3``. ``--report`` rebuilds a markdown table
+from its JSON.
 """
 
 from __future__ import annotations

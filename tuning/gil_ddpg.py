@@ -46,8 +46,9 @@ steps, 3 seeds): PhysioNet test AUC GIL 81.13 ± 1.06 vs ones 81.09 ± 0.81 with
 placeholder (where GIL-H is exactly ``ones``), GIL-H 61.08 with the reference 3 x max
 placeholder (387 on z-scored data saturates the LSTM); MNIST 90 % MCAR accuracy GIL 59.98 vs
 ones 59.88 (6k training images). The gaps are far inside the seed spread. One env step under
-RLlib DDPG costs 1.98x the env stepped by a fixed policy with a DDPG update every 2 env steps
-(2.30x every step, 1.66x every 8; ``benchmarks/results/gil_ddpg_physionet2012_ratio.md``).
+RLlib DDPG at the reference's one gradient step per env step costs 1.88x the env stepped by a
+fixed policy with the default learner update every 2 env steps (2 gradient steps each), 1.98x
+updating every env step (``benchmarks/results/gil_ddpg_physionet2012_ratio.md``).
 """
 
 from __future__ import annotations
