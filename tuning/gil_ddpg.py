@@ -41,11 +41,14 @@ alongside). The smoke test only shows the wiring (scores on 300 digits after 20 
 near chance and differ run to run). The paper reports on PhysioNet 2012 mortality AUC 82.20
 (GIL) vs 82.00 (GIL-H) vs 81.14 (zero imputation) with a 1024-unit LSTM on a GPU, and on MNIST
 90 % MCAR accuracy 78.47 vs 78.44 vs 76.67: the differences are small, so compare over seeds.
-Measured here (``benchmarks/results/gil_ddpg_*.md``; 2-core CPU, LSTM 64, 600 policy-training
-steps, 3 seeds): PhysioNet test AUC GIL 81.13 ± 1.06 vs ones 81.09 ± 0.81 with a zero
-placeholder (where GIL-H is exactly ``ones``), GIL-H 61.08 with the reference 3 x max
-placeholder (387 on z-scored data saturates the LSTM); MNIST 90 % MCAR accuracy GIL 59.98 vs
-ones 59.88 (6k training images). The gaps are far inside the seed spread. One env step under
+Measured here (``benchmarks/results/gil_ddpg_*.md``; 2-core CPU, LSTM 64): with 2,000
+policy-training steps and 5 seeds, PhysioNet test AUC GIL - ones = +0.30 ± 0.58 (paired by
+seed, standard error), AP +0.91 ± 1.05, accuracy -0.15 ± 0.20, with a zero placeholder (where
+GIL-H is exactly ``ones``); GIL-H 61.08 with the reference 3 x max placeholder (387 on z-scored
+data saturates the LSTM); MNIST 90 % MCAR: ``gil_ddpg_mnist_mcar90_long.md``. The learned
+importances barely depend on the state (``final_importance_row_mean_std`` in MLflow), and Adam
+cancels any importance that is constant per input column, so GIL stays within noise of
+zero imputation here. One env step under
 RLlib DDPG at the reference's one gradient step per env step costs 1.88x the env stepped by a
 fixed policy with the default learner update every 2 env steps (2 gradient steps each), 1.98x
 updating every env step (``benchmarks/results/gil_ddpg_physionet2012_ratio.md``).
