@@ -127,14 +127,15 @@ def _paired_lines(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
 def _importance_lines(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Markdown rows: what the learned policies handed the final predictor (per seed)."""
     rows = [f"| {method} | {r['seed']} | {i['mean']:.3f} | {i['std']:.3f} | {i['mean_observed']:.3f} | "
-            f"{i['mean_missing']:.3f} | {i['row_mean_std']:.3f} |"
+            f"{i['mean_missing']:.3f} | {i['row_mean_std']:.3f} | "
+            + (f"{i['within_feature_std']:.3f} |" if "within_feature_std" in i else " |")
             for method, method_runs in runs.items() for r in method_runs if (i := r.get("importance"))]
     if not rows:
         return []
     return ["", "Importance the learned (deterministic) policy gave the final predictor, over all its training "
             "steps: a near-constant importance is, under Adam, almost plain back-propagation (`ones`):", "",
-            "| method | seed | mean | std | mean on observed | mean on missing | std of row means |",
-            "|---|---|---|---|---|---|---|", *rows]
+            "| method | seed | mean | std | mean on observed | mean on missing | std of row means "
+            "| std of a feature across rows |", "|---|---|---|---|---|---|---|---|", *rows]
 
 
 def run_method(settings: Any, method: str) -> dict[str, Any]:

@@ -86,3 +86,4 @@ def test_importance_summary_matches_hand_computed_statistics():
     assert result["mean_observed"] == pytest.approx((0.1 + 0.3 + 0.9) / 3)
     assert result["mean_missing"] == pytest.approx(0.5)
     assert result["row_mean_std"] == pytest.approx(0.15)              # row means 0.3 and 0.6
+    assert result["within_feature_std"] == pytest.approx(0.15)        # columns (0.1, 0.3), (0.5, 0.9): 0.1, 0.2

@@ -322,22 +322,27 @@ def policy_action(module: Any, observation: np.ndarray) -> np.ndarray:
 
 class ImportanceSummary:
     """Running summary of the importances a policy hands the predictor: mean and std over all
-    entries, the means on observed and on missing entries, and the std of the per-row means.
+    entries, the means on observed and on missing entries, the std of the per-row means, and
+    ``within_feature_std``: how much one input feature's importance varies from row to row of
+    a step (mean over features and steps), i.e. how much the policy depends on the state.
     A near-constant importance is, under Adam's per-parameter normalisation, almost plain
     back-propagation: these numbers tell whether a learned policy differs from ``ones``."""
 
     def __init__(self) -> None:
-        self._sums = np.zeros(6)  # n, sum, sum sq, observed sum, observed n, sum of row-mean variances
+        # n, sum, sum sq, observed sum, observed n, sum of row-mean variances, sum of within-feature stds
+        self._sums = np.zeros(7)
         self._steps = 0
 
     def add(self, action: np.ndarray, observed: np.ndarray) -> None:
         a = np.asarray(action, dtype=np.float64)
         seen = np.asarray(observed, dtype=bool)
-        self._sums += (a.size, a.sum(), np.square(a).sum(), a[seen].sum(), seen.sum(), a.mean(axis=-1).var())
+        rows = a.reshape(-1, a.shape[-1])
+        self._sums += (a.size, a.sum(), np.square(a).sum(), a[seen].sum(), seen.sum(), a.mean(axis=-1).var(),
+                       rows.std(axis=0).mean())
         self._steps += 1
 
     def result(self) -> dict[str, float]:
-        n, total, squares, seen_total, seen_n, row_var = self._sums
+        n, total, squares, seen_total, seen_n, row_var, feature_std = self._sums
         if n == 0:
             return {}
         mean = total / n
@@ -345,7 +350,8 @@ class ImportanceSummary:
         return {"mean": float(mean), "std": float(np.sqrt(max(squares / n - mean ** 2, 0.0))),
                 "mean_observed": float(seen_total / seen_n) if seen_n else float("nan"),
                 "mean_missing": float((total - seen_total) / missing_n) if missing_n else float("nan"),
-                "row_mean_std": float(np.sqrt(row_var / self._steps))}
+                "row_mean_std": float(np.sqrt(row_var / self._steps)),
+                "within_feature_std": float(feature_std / self._steps)}
 
 
 def train_predictor_with_policy(settings: GILDDPGSettings, module: Any, policy: str = "learned",
