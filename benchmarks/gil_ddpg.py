@@ -126,9 +126,9 @@ def _paired_lines(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 def _importance_lines(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Markdown rows: what the learned policies handed the final predictor (per seed)."""
-    rows = [f"| {method} | {r['seed']} | {i['mean']:.3f} | {i['std']:.3f} | {i['mean_observed']:.3f} | "
-            f"{i['mean_missing']:.3f} | {i['row_mean_std']:.3f} | "
-            + (f"{i['within_feature_std']:.3f} |" if "within_feature_std" in i else " |")
+    rows = [f"| {method} | {r['seed']} | {i['mean']:.3g} | {i['std']:.3g} | {i['mean_observed']:.3g} | "
+            f"{i['mean_missing']:.3g} | {i['row_mean_std']:.3g} | "
+            + (f"{i['within_feature_std']:.3g} |" if "within_feature_std" in i else " |")
             for method, method_runs in runs.items() for r in method_runs if (i := r.get("importance"))]
     if not rows:
         return []
