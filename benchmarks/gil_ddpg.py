@@ -204,7 +204,8 @@ def wall_time_ratio(settings: Any, steps: int, blocks: int = 3) -> dict[str, Any
 def _median_ratio(repeats: list[dict[str, float]]) -> dict[str, Any]:
     """Per-quantity medians over repeated :func:`wall_time_ratio` runs (ratios: median of the
     per-run ratios); the runs themselves are kept under ``repeats``."""
-    out: dict[str, Any] = {key: statistics.median(r[key] for r in repeats) for key in repeats[0]}
+    out: dict[str, Any] = {key: statistics.median(r[key] for r in repeats) for key, value in repeats[0].items()
+                           if isinstance(value, int | float)}
     if len(repeats) > 1:
         out["repeats"] = repeats
     return out
