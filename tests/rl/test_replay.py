@@ -73,3 +73,16 @@ def test_rows_per_step_keeps_whole_steps_when_not_smaller_or_flat():
     flat.add(SingleAgentEpisode(observations=[np.zeros(3, np.float32)] * 3, actions=[np.zeros(1, np.float32)] * 2,
                                 rewards=[0.0, 0.0], len_lookback_buffer=0))
     assert flat.sample(1)[0].get_observations(0).shape == (3,)
+
+
+def test_a_capacity_larger_than_the_available_memory_is_refused_at_the_first_add(monkeypatch):
+    import gapray.rl.replay as replay
+
+    monkeypatch.setattr(replay, "available_memory_bytes", lambda: 1000)
+    buffer = TransitionEpisodeReplayBuffer(capacity=100, seed=0)   # 100 x (2 x 24 + 8 + 5) bytes > 1000
+    with pytest.raises(MemoryError, match=r"100 steps of \(2, 3\) observations.*lower replay_buffer_config"):
+        buffer.add(_chunk(0, 3))
+    assert len(buffer) == 0
+    monkeypatch.setattr(replay, "available_memory_bytes", lambda: None)   # unknown: no check
+    buffer.add(_chunk(0, 3))
+    assert len(buffer) == 3
