@@ -25,8 +25,8 @@ overhead (learner call, metrics, weight sync: every ``--update-every`` steps); t
 hands the learner only ``train_rows_per_step`` rows of each replayed step. ``--part ratio``
 writes ``gil_ddpg_<dataset>_ratio.*`` (PhysioNet LSTM 64, quiet 2-core machine: 1.98-2.06x
 updating every env step, 1.85-1.88x with 2 gradient steps every 2 env steps, both one gradient
-step per env step; MNIST MLP: 4.3x and 4.1x, 1.9x at one gradient step per 8 env steps); on a shared machine use ``--ratio-repeats 3``. ``--report`` rebuilds a markdown table
-from its JSON.
+step per env step; MNIST MLP: 4.3x and 4.1x, 1.9x at one gradient step per 8 env steps); on a
+shared machine use ``--ratio-repeats 3``. ``--report`` rebuilds a markdown table from its JSON.
 """
 
 from __future__ import annotations
