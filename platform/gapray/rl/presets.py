@@ -14,8 +14,9 @@ def pendulum_config(*, num_env_runners: int = 0, rollout_fragment_length: int = 
     One learner update per ``rollout_fragment_length`` env steps (per env runner): CleanRL
     updates every step; RLlib's per-update overhead makes 4 the wall-time compromise. Add
     ``.training(gradient_steps_per_update=rollout_fragment_length)`` for CleanRL's one gradient
-    step per env step (measured: above -250 after 5k env steps instead of 12k, about 2.4x the
-    wall time; ``benchmarks/results/ddpg_pendulum_per_step_updates.md``).
+    step per env step (measured: above -250 after 5k env steps instead of 12k; 1,574 s for 30k
+    steps on a loaded machine against 645 s on a quiet one,
+    ``benchmarks/results/ddpg_pendulum_per_step_updates.md``).
     """
     return (
         DDPGConfig()
