@@ -183,3 +183,30 @@ def test_polyak_compounds_over_the_gradient_steps_of_one_learner_call():
     learner.after_gradient_based_update(timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 2})
     for p in module.target_qf.parameters():
         assert torch.allclose(p, torch.full_like(p, 0.25 * 4.0 + 0.75 * 1.75))
+
+
+@pytest.mark.parametrize("poison", [None, float("nan"), float("inf")])
+def test_apply_gradients_matches_rllibs_path_with_finite_and_non_finite_gradients(poison):
+    """The fused finite check takes the fast path only when every gradient is finite; a nan or
+    inf gradient goes through RLlib's own handling (by default: set to zero, then step)."""
+    from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+
+    results = []
+    for apply in ("ours", "rllib"):
+        learner, module, _ = tiny_learner()
+        before = {name: p.detach().clone() for name, p in module.named_parameters()}
+        torch.manual_seed(0)
+        grads = {pid: torch.randn_like(p) for pid, p in learner._params.items()}
+        if poison is not None:
+            first = next(iter(grads))
+            grads[first].view(-1)[0] = poison
+        if apply == "ours":
+            learner.apply_gradients(grads)
+        else:
+            TorchLearner.apply_gradients(learner, grads)
+        results.append({name: p.detach().clone() for name, p in module.named_parameters()})
+        assert any(not torch.equal(results[-1][name], before[name]) for name in before)   # the optimizers stepped
+    assert results[0].keys() == results[1].keys()
+    for name in results[0]:
+        assert torch.equal(results[0][name], results[1][name]), name
+        assert torch.isfinite(results[0][name]).all(), name

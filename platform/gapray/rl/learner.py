@@ -126,6 +126,25 @@ class DDPGTorchLearner(DQNTorchLearner):
                                 lr_or_lr_schedule=config.actor_lr)
 
     @override(DQNTorchLearner)
+    def apply_gradients(self, gradients_dict: ParamDict) -> None:
+        """RLlib's ``TorchLearner.apply_gradients`` with a fast path: it checks every gradient
+        tensor for nan/inf twice, one Python-level pass per tensor each time. When one fused
+        norm over all gradients is finite, every gradient is, and the result is the same as
+        RLlib's: the gradients are set and each optimizer steps. Otherwise (a nan/inf, or a norm
+        that overflows), and with gradient scalers or learning-rate scheduler classes, RLlib's
+        own path runs and handles it as configured (``torch_skip_nan_gradients``)."""
+        if gradients_dict and self._grad_scalers is None and self._lr_scheduler_classes is None:
+            grads = cast(list[torch.Tensor], list(gradients_dict.values()))
+            if bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
+                for pid, grad in gradients_dict.items():
+                    self._params[pid].grad = grad
+                for module_id, optimizer_names in self._module_optimizers.items():
+                    for optimizer_name in optimizer_names:
+                        self.get_optimizer(module_id, optimizer_name).step()
+                return
+        super().apply_gradients(gradients_dict)
+
+    @override(DQNTorchLearner)
     def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         """DQN's target-network schedule (``target_network_update_freq``, the same metrics) with
         :func:`polyak_update` for each pair. A learner call with ``n`` gradient steps
