@@ -24,8 +24,8 @@ is dominated by the actor's pass over every row (every env step) and RLlib's per
 overhead (learner call, metrics, weight sync: every ``--update-every`` steps); the replay buffer
 hands the learner only ``train_rows_per_step`` rows of each replayed step. ``--part ratio``
 writes ``gil_ddpg_<dataset>_ratio.*`` (PhysioNet LSTM 64, quiet 2-core machine: 1.98-2.06x
-updating every env step, 1.85-1.88x with 2 gradient steps every 2 env steps, both one gradient
-step per env step; MNIST MLP: 4.3x and 4.1x, 1.9x at one gradient step per 8 env steps); on a
+updating every env step, 1.85-1.98x with 2 gradient steps every 2 env steps, both one gradient
+step per env step; MNIST MLP: 3.8x and 3.6x, 1.8x at one gradient step per 8 env steps); on a
 shared machine use ``--ratio-repeats 3``. ``--report`` rebuilds a markdown table from its JSON.
 """
 

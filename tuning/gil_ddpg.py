@@ -49,10 +49,10 @@ data saturates the LSTM); MNIST 90 % MCAR: ``gil_ddpg_mnist_mcar90_long.md``. Th
 importances barely depend on the state (``final_importance_row_mean_std`` in MLflow), and Adam
 cancels any importance that is constant per input column, so GIL stays within noise of
 zero imputation here. One env step under
-RLlib DDPG at the reference's one gradient step per env step costs 1.85-1.88x the PhysioNet
+RLlib DDPG at the reference's one gradient step per env step costs 1.85-1.98x the PhysioNet
 env stepped by a fixed policy with the default learner update every 2 env steps (2 gradient
 steps each), 1.98-2.06x updating every env step; the cheap MNIST MLP env (10 ms per step) is
-4.3x, 1.9x at one gradient step per 8 env steps (``benchmarks/results/gil_ddpg_*_ratio.md``).
+3.8x, 1.8x at one gradient step per 8 env steps (``benchmarks/results/gil_ddpg_*_ratio.md``).
 """
 
 from __future__ import annotations

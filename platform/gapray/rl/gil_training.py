@@ -96,7 +96,7 @@ class GILDDPGSettings:
     update_every: int = 2
     """Env steps sampled per DDPG learner update (RLlib ``rollout_fragment_length``). With the
     default ``gradient_steps`` that is still one gradient step per env step (the reference's
-    rate); 2 instead of 1 pays RLlib's per-update cost half as often (PhysioNet LSTM: 1.85-1.88x
+    rate); 2 instead of 1 pays RLlib's per-update cost half as often (PhysioNet LSTM: 1.85-1.98x
     the fixed-policy env's wall time instead of 1.98-2.06x), the acting weights lagging one step."""
     gradient_steps: int | None = None
     """Gradient steps per learner update, each on its own train batch (``DDPGConfig``
