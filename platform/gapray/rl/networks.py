@@ -86,15 +86,11 @@ class Actor(nn.Module):
             linear = cast(nn.Linear, layers[0])
             weight: torch.Tensor = linear.weight
             bias: torch.Tensor = linear.bias
-            norm = layers[1] if isinstance(layers[1], nn.BatchNorm1d) else None
-            if norm is not None:
-                if norm.running_mean is None or norm.running_var is None:
-                    h = torch.relu(norm(linear(h)))  # no running statistics: batch statistics
-                    continue
-                gamma = norm.weight if norm.weight is not None else torch.ones_like(norm.running_var)
-                beta = norm.bias if norm.bias is not None else torch.zeros_like(norm.running_mean)
-                scale = gamma * torch.rsqrt(norm.running_var + norm.eps)
-                weight, bias = weight * scale[:, None], (bias - norm.running_mean) * scale + beta
+            norm = layers[1]
+            if isinstance(norm, nn.BatchNorm1d):  # _block's: affine, with running statistics
+                mean, var = cast(torch.Tensor, norm.running_mean), cast(torch.Tensor, norm.running_var)
+                scale = norm.weight * torch.rsqrt(var + norm.eps)
+                weight, bias = weight * scale[:, None], (bias - mean) * scale + norm.bias
             h = torch.addmm(bias, h, weight.t()).relu_()
         z = torch.addmm(self.out.bias, h, self.out.weight.t())
         return self._to_bounds(z.sigmoid_() if self.output == "sigmoid" else z.tanh_().add_(1.0).mul_(0.5))
