@@ -56,6 +56,7 @@ import torch
 from gapray.data.loaders import load_dataset
 from gapray.data.splits import Split, imputation_split
 from gapray.imputation import BRITS, BRITSConfig
+from gapray.imputation.checkpoint import run_dir
 from gapray.imputation.experiment import (
     BATCH_SIZES,
     BAYESIAN_DEFAULTS,
@@ -171,12 +172,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rows": [], "throughput": None,
     }
     out = Path(args.out_dir) / f"imputation_{args.tag}.json"
-    if args.append and out.exists():
+    checkpoints = run_dir("imputation", args.tag)
+    if (args.append or args.resume) and out.exists():
         record = _append_to(json.loads(out.read_text()), record)
+    _announce_checkpoints(args, checkpoints)
     for fold in range(args.folds):
         split = imputation_split(dataset, protocol=args.protocol, rate=args.mask_rate, seed=args.seed, fold=fold)
         print(f"fold {fold}: train {len(split.train)} val {len(split.val)} test {len(split.test)}", flush=True)
         for name in models:
+            if args.resume and any(r["model"] == name and r["fold"] == fold for r in record["rows"]):
+                print(f"{name} fold {fold}: already in {out.name}, skipped (--resume)", flush=True)
+                continue
             start = time.perf_counter()
             if name == "throughput":
                 record["throughput"] = measure_throughput(split, args.hidden_size, batch_size, args.throughput_rounds)
@@ -190,7 +196,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                     hidden_size=args.hidden_size, patience=args.patience, max_seconds=max_seconds,
                                     delta_convention=args.delta_convention,
                                     **(bayes if name in BAYESIAN_MODEL_NAMES else {}))
-                row = fit_and_score(model, split, n_samples=args.n_samples, level=args.level)
+                checkpoint = checkpoints / f"{name}-fold{fold}.pt"
+                if checkpoint.exists() and not args.resume:
+                    raise SystemExit(f"{checkpoint} holds an earlier run of {name} fold {fold} with tag {args.tag!r}: "
+                                     "pass --resume to continue it, or delete it to start again")
+                row = fit_and_score(model, split, n_samples=args.n_samples, level=args.level,
+                                    checkpoint_path=checkpoint, show_progress=not args.no_progress)
                 if name in BAYESIAN_MODEL_NAMES:
                     row["config"] = {k: getattr(model.config, k) for k in ("unfreeze_every", "n_samples", "kl_weight")}
                 if row.get("epochs"):
@@ -205,6 +216,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out.write_text(json.dumps(record, indent=1, default=_json_default))
     return record
+
+
+def _announce_checkpoints(args: argparse.Namespace, checkpoints: Path) -> None:
+    """Say where the per-epoch checkpoints go and how to continue an interrupted run."""
+    command = " ".join(a for a in sys.argv if a != "--resume")
+    print(f"checkpoints after every epoch: {checkpoints}/<model>-fold<k>.pt\n"
+          f"resume an interrupted run with: python {command} --resume", flush=True)
 
 
 _SAME_SETTINGS = ("dataset", "protocol", "mask_rate", "seed", "model_seed", "delta_convention", "epochs",
@@ -333,6 +351,11 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=10, help="Bayesian rows: Monte Carlo passes (paper: 10)")
     parser.add_argument("--kl-weight", type=float, default=None, help="Bayesian rows: KL weight (default 1.0)")
     parser.add_argument("--level", type=float, default=0.9, help="Bayesian rows: nominal interval coverage")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run of this tag: rows already in its results file are kept and "
+                             "skipped, a model with a checkpoint under $GAPRAY_CACHE_DIR/runs/imputation/<tag>/ "
+                             "continues from its last finished epoch")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (log files)")
     parser.add_argument("--append", action="store_true",
                         help="keep the rows of an existing results file with this tag (same settings) and add to it")
     parser.add_argument("--tag", default=None, help="results file suffix (default: dataset)")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gapray.data.cache import atomic_write_bytes
 from gapray.data.dataset import DatasetError, TimeSeriesDataset
 from gapray.imputation.config import BRITSConfig
 from gapray.imputation.training import (
@@ -82,6 +83,13 @@ def monte_carlo_records_per_pass(n_records: int, batch_size: int, n_samples: int
     return max(1, math.ceil(n_records / n_passes))
 
 
+def _save_synced(payload: dict[str, Any], handle: Any) -> None:
+    """``torch.save`` to an open file, flushed to disk before the caller renames it into place."""
+    torch.save(payload, handle)
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
 class RecurrentImputer:
     """Shared public behaviour; subclasses set ``config_class`` and build their core module."""
 
@@ -127,11 +135,16 @@ class RecurrentImputer:
 
     # --- training -----------------------------------------------------------------------------------
     def fit(self, train: TimeSeriesDataset, val: TimeSeriesDataset | None = None,
-            epoch_callback: EpochCallback | None = None) -> list[dict[str, float]]:
+            epoch_callback: EpochCallback | None = None, checkpoint_path: str | os.PathLike[str] | None = None,
+            show_progress: bool = True) -> list[dict[str, float]]:
         """Train (or continue training) on ``train``; early stopping on ``val``'s held-out entries.
 
         Returns this call's per-epoch metrics (see :func:`gapray.imputation.training.fit_loop`).
-        A loaded model continues from its saved epoch.
+        A loaded model continues from its saved epoch. With ``checkpoint_path`` the model is saved
+        there atomically after every epoch (weights, optimizer, early-stopping state, history):
+        ``type(model).load(checkpoint_path).fit(train, val, ...)`` then continues the run and ends
+        with exactly the weights of an uninterrupted one (each epoch's shuffling, dropout and
+        Bayesian sampling are seeded by ``(seed, epoch)``; the freeze schedule counts global steps).
         """
         train = check_dataset(train, "train", self.n_features)
         val = None if val is None else check_dataset(val, "val", train.n_features, need_ground_truth=True)
@@ -144,8 +157,9 @@ class RecurrentImputer:
             self._resume_weights = None
         train_data = prepare(train, self.config.delta_convention, self.device)
         val_data = None if val is None else prepare(val, self.config.delta_convention, self.device, with_target=True)
+        checkpoint = None if checkpoint_path is None else lambda: self.save(checkpoint_path)
         history = fit_loop(core, self.optimizer, self.state, self.config, train_data, val_data, epoch_callback,
-                           description=type(self).__name__)
+                           description=type(self).__name__, checkpoint=checkpoint, show_progress=show_progress)
         if self.state.best_weights is not None:
             self._resume_weights = {k: v.detach().clone() for k, v in core.state_dict().items()}
             core.load_state_dict(self.state.best_weights)
@@ -232,8 +246,7 @@ class RecurrentImputer:
             "training": self.state.to_dict(),
         }
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(payload, path)
+        atomic_write_bytes(path, lambda handle: _save_synced(payload, handle))
         return path
 
     @classmethod

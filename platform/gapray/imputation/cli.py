@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from typing import Any
 
+from gapray.imputation.checkpoint import run_dir
 from gapray.imputation.experiment import MODEL_NAMES, run_experiment
 
 DATASETS = ("physionet2012", "beijing-air", "traffic")
@@ -33,6 +35,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     parser.add_argument("--subset", default="a", help="PhysioNet 2012 set: a, b or c")
     parser.add_argument("--per-station", action="store_true", help="Beijing air: one sample per station")
+    parser.add_argument("--run-name", default=None,
+                        help="checkpoint name under $GAPRAY_CACHE_DIR/runs/impute/ (default: from the settings)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run with these settings from its last finished epoch")
     parser.set_defaults(handler=_impute)
 
 
@@ -46,14 +52,33 @@ def _impute(args: argparse.Namespace) -> int:
         options = {"subset": args.subset, "progress": False}
     elif args.dataset == "beijing-air":
         options = {"per_station": args.per_station}
+    checkpoints = run_dir("impute", args.run_name or _run_name(args))
+    if checkpoints.exists() and any(checkpoints.glob("fold*.pt")) and not args.resume:
+        raise ValueError(f"{checkpoints} holds checkpoints of an earlier run with these settings: pass --resume to "
+                         "continue it, --run-name NAME to start a separate one, or delete the folder")
+    print(f"checkpoints after every epoch: {checkpoints}; an interrupted run continues with the same "
+          "command and --resume", file=sys.stderr, flush=True)
     dataset = load_dataset(args.dataset, args.data_dir, **options)
     result = run_experiment(
         args.model, dataset, protocol=args.protocol, mask_rate=args.mask_rate, folds=args.folds, seed=args.seed,
+        checkpoint_dir=checkpoints,
         epochs=args.epochs, hidden_size=args.hidden_size, batch_size=args.batch_size, patience=args.patience,
         device=args.device, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
     )
     print(json.dumps(_clean(result)))
     return 0
+
+
+def _run_name(args: argparse.Namespace) -> str:
+    """A checkpoint folder name that changes with every setting that changes the run."""
+    parts = [args.model, args.dataset, args.protocol, f"r{args.mask_rate:g}", f"s{args.seed}"]
+    for flag in ("hidden_size", "batch_size", "patience", "subset"):
+        value = getattr(args, flag)
+        if value is not None and not (flag == "subset" and value == "a"):
+            parts.append(f"{flag.split('_')[0]}{value}")
+    if args.per_station:
+        parts.append("per-station")
+    return "-".join(parts)
 
 
 def _clean(value: object) -> object:

@@ -11,6 +11,7 @@ Bayes-by-Backprop recurrent weights, sampled every ``unfreeze_every`` steps (pap
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ from gapray.data.dataset import TimeSeriesDataset
 from gapray.data.splits import Protocol, Split, imputation_split
 from gapray.imputation.baselines import LOCFImputer, MeanImputer
 from gapray.imputation.brits.model import BRITS
+from gapray.imputation.checkpoint import resume_or_start
 from gapray.imputation.config import BRITSConfig, DEARIConfig
 from gapray.imputation.deari.model import DEARI
 from gapray.imputation.uncertainty import calibrate_and_score
@@ -112,17 +114,33 @@ def score_uncertainty(model: Any, split: Split, n_samples: int | None = None, le
     }
 
 
-def fit_and_score(model: Any, split: Split, n_samples: int | None = None, level: float = 0.9) -> dict[str, Any]:
+def fit_and_score(model: Any, split: Split, n_samples: int | None = None, level: float = 0.9,
+                  checkpoint_path: str | os.PathLike[str] | None = None, show_progress: bool = True) -> dict[str, Any]:
     """Fit on ``split.train`` (early stopping on ``split.val``), score on ``split.test``.
 
-    Bayesian models are scored on their Monte Carlo mean and intervals (:func:`score_uncertainty`,
-    ``n_samples`` passes, default the model's ``config.n_samples``)."""
+    With ``checkpoint_path`` the run saves itself after every epoch and, when a checkpoint is
+    already there, continues from it (:func:`gapray.imputation.checkpoint.resume_or_start`); the
+    reported epochs, timings and ``fit_seconds`` then cover the whole run, every session of it
+    (``resumed_from_epoch`` says where this call started). Bayesian models are scored on their
+    Monte Carlo mean and intervals (:func:`score_uncertainty`, ``n_samples`` passes, default the
+    model's ``config.n_samples``)."""
+    resumed_from = 0
+    if checkpoint_path is not None:
+        model, resumed = resume_or_start(model, checkpoint_path)
+        resumed_from = int(model.state.epoch) if resumed else 0
     start = time.perf_counter()
-    history = model.fit(split.train, split.val)
-    fit_seconds = time.perf_counter() - start
+    if hasattr(model, "state"):
+        model.fit(split.train, split.val, checkpoint_path=checkpoint_path, show_progress=show_progress)
+    else:
+        model.fit(split.train, split.val)
+    call_seconds = time.perf_counter() - start
+    history = list(getattr(getattr(model, "state", None), "history", []))
     scores = model.evaluate(split.test)
+    fit_seconds = sum(h["epoch_seconds"] for h in history) if history else call_seconds
     result: dict[str, Any] = {"mae": scores["mae"], "mre": scores["mre"], "fit_seconds": fit_seconds,
                               "predict_seconds": scores.get("predict_seconds")}
+    if checkpoint_path is not None:
+        result.update({"checkpoint": str(checkpoint_path), "resumed_from_epoch": resumed_from})
     if getattr(getattr(model, "config", None), "bayesian", False):
         result.update(score_uncertainty(model, split, n_samples, level))
     if history:
@@ -135,6 +153,7 @@ def fit_and_score(model: Any, split: Split, n_samples: int | None = None, level:
             "early_stopped": bool(model.state.stopped),
             "n_parameters": model.n_parameters(),
             "val_mae_by_epoch": [h["val_mae"] for h in history],
+            "epoch_seconds": [h["epoch_seconds"] for h in history],
         })
     else:
         result.update({"samples_per_second": math.nan, "epochs": 0})
@@ -142,8 +161,12 @@ def fit_and_score(model: Any, split: Split, n_samples: int | None = None, level:
 
 
 def run_experiment(model_name: str, dataset: TimeSeriesDataset, protocol: Protocol = "deari", mask_rate: float = 0.1,
-                   folds: int = 1, n_folds: int = 5, seed: int = 0, **overrides: Any) -> dict[str, Any]:
-    """Run ``folds`` folds (0..folds-1) and return the mean scores plus each fold's."""
+                   folds: int = 1, n_folds: int = 5, seed: int = 0,
+                   checkpoint_dir: str | os.PathLike[str] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Run ``folds`` folds (0..folds-1) and return the mean scores plus each fold's.
+
+    With ``checkpoint_dir``, fold ``k`` checkpoints to ``<checkpoint_dir>/fold<k>.pt`` after
+    every epoch and continues from it when it exists."""
     if overrides.get("batch_size") is None:
         family = next((k for k in BATCH_SIZES if dataset.name.startswith(k)), None)
         overrides["batch_size"] = BATCH_SIZES.get(family or "", 128)
@@ -151,7 +174,8 @@ def run_experiment(model_name: str, dataset: TimeSeriesDataset, protocol: Protoc
     for fold in range(folds):
         split = imputation_split(dataset, protocol=protocol, rate=mask_rate, seed=seed, fold=fold, n_folds=n_folds)
         model = build_model(model_name, seed=seed, **overrides)
-        per_fold.append({"fold": fold, **fit_and_score(model, split)})
+        checkpoint = None if checkpoint_dir is None else os.path.join(checkpoint_dir, f"fold{fold}.pt")
+        per_fold.append({"fold": fold, **fit_and_score(model, split, checkpoint_path=checkpoint)})
     summary: dict[str, Any] = {"model": model_name, "dataset": dataset.name, "protocol": protocol,
                                "mask_rate": mask_rate, "folds": folds}
     for key in ("mae", "mre", "fit_seconds", "samples_per_second"):

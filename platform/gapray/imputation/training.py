@@ -146,11 +146,12 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 def train_one_epoch(core: nn.Module, optimizer: torch.optim.Optimizer, data: PreparedData, batch_size: int,
                     step_hook: Callable[[], None] | None = None, schedule: FreezeSchedule | None = None,
-                    first_step: int = 0) -> float:
+                    first_step: int = 0, progress: tqdm | None = None) -> float:
     """One pass over shuffled mini-batches; returns the sample-weighted mean training loss.
 
     With a Bayesian ``schedule``, global step ``first_step + i`` on its sampling steps trains on
     the mean loss of ``n_samples`` weight samples (one batched pass) plus the weighted KL.
+    ``progress`` (a batch-level bar) is advanced by each batch's sample count.
     """
     core.train()
     order = torch.randperm(len(data)).to(data.values.device)
@@ -171,6 +172,8 @@ def train_one_epoch(core: nn.Module, optimizer: torch.optim.Optimizer, data: Pre
         if step_hook is not None:
             step_hook()
         total = total + loss.detach() * size
+        if progress is not None:
+            progress.update(size)
     return float(total) / max(len(data), 1)
 
 
@@ -185,50 +188,72 @@ def freeze_schedule(config: BRITSConfig) -> FreezeSchedule | None:
 
 def fit_loop(core: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState, config: BRITSConfig,
              train: PreparedData, val: PreparedData | None, epoch_callback: EpochCallback | None = None,
-             description: str = "fit") -> list[dict[str, float]]:
+             description: str = "fit", checkpoint: Callable[[], None] | None = None,
+             show_progress: bool = True) -> list[dict[str, float]]:
     """Train until ``config.epochs``, early stopping (patience on validation MAE) or ``max_seconds``.
 
-    Continues from ``state.epoch``. Calls ``epoch_callback(epoch, metrics)`` after every epoch
-    with ``epoch`` = epochs completed (1-based) and metrics ``train_loss``, ``val_mae``,
-    ``val_mre`` (NaN without validation data), ``epoch_seconds``, ``samples_per_second``.
-    Leaves the best weights (lowest validation MAE; the last ones without validation) in
-    ``core`` and returns the metrics history of this call.
+    Continues from ``state.epoch``. After every epoch, once ``state`` is complete (early-stopping
+    counter and stop flag included), calls ``checkpoint()`` (e.g. an atomic save of the model:
+    a run killed at any point then loses at most the epoch in progress) and then
+    ``epoch_callback(epoch, metrics)`` with ``epoch`` = epochs completed (1-based) and metrics
+    ``train_loss``, ``val_mae``, ``val_mre`` (NaN without validation data), ``epoch_seconds``,
+    ``samples_per_second``. Leaves the best weights (lowest validation MAE; the last ones without
+    validation) in ``core`` and returns the metrics history of this call.
+
+    Progress: an epoch bar (best validation MAE so far, early-stopping counter, ETA to the epoch
+    limit) and a batch bar within the epoch (samples/s), both on stderr.
     """
     started = time.perf_counter()
     schedule = freeze_schedule(config)
     history: list[dict[str, float]] = []
     devices = [train.values.device] if train.values.device.type == "cuda" else []
-    progress = tqdm(range(state.epoch, config.epochs), desc=description, unit="epoch", leave=False)
-    for epoch in progress:
-        if state.stopped:
-            break
-        epoch_start = time.perf_counter()
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(_epoch_seed(config.seed, epoch))
-            train_loss = train_one_epoch(core, optimizer, train, config.batch_size, schedule=schedule,
-                                         first_step=epoch * math.ceil(len(train) / config.batch_size))
-        train_seconds = time.perf_counter() - epoch_start
-        metrics = {"train_loss": train_loss, "val_mae": math.nan, "val_mre": math.nan}
-        if val is not None:
-            metrics.update({f"val_{k}": v for k, v in
-                            masked_errors(impute_prepared(core, val, 4 * config.batch_size), val).items()})
-        state.epoch = epoch + 1
-        if val is None or metrics["val_mae"] < state.best_val_mae:
-            state.best_val_mae = metrics["val_mae"] if val is not None else math.inf
-            state.best_epoch, state.bad_epochs = state.epoch, 0
-            state.best_weights = _snapshot(core)
-        else:
-            state.bad_epochs += 1
-        metrics["epoch_seconds"] = time.perf_counter() - epoch_start
-        metrics["samples_per_second"] = len(train) / max(train_seconds, 1e-9)
-        history.append(metrics)
-        state.history.append({"epoch": float(state.epoch), **metrics})
-        progress.set_postfix(loss=f"{train_loss:.4f}", val_mae=f"{metrics['val_mae']:.4f}")
-        if epoch_callback is not None:
-            epoch_callback(state.epoch, dict(metrics))
-        if val is not None and state.bad_epochs >= config.patience:
-            state.stopped = True
-        if config.max_seconds is not None and time.perf_counter() - started >= config.max_seconds:
-            break
-    progress.close()
+    batches_per_epoch = math.ceil(len(train) / config.batch_size)
+    disable = not show_progress
+    epochs = tqdm(total=config.epochs, initial=min(state.epoch, config.epochs), desc=description, unit="epoch",
+                  leave=False, disable=disable, dynamic_ncols=True)
+    batches = tqdm(total=len(train), desc="  batches", unit="sample", unit_scale=True, leave=False,
+                   disable=disable, dynamic_ncols=True)
+    try:
+        for epoch in range(state.epoch, config.epochs):
+            if state.stopped:
+                break
+            epoch_start = time.perf_counter()
+            batches.reset(total=len(train))
+            batches.set_description(f"  epoch {epoch + 1}")
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(_epoch_seed(config.seed, epoch))
+                train_loss = train_one_epoch(core, optimizer, train, config.batch_size, schedule=schedule,
+                                             first_step=epoch * batches_per_epoch, progress=batches)
+            train_seconds = time.perf_counter() - epoch_start
+            metrics = {"train_loss": train_loss, "val_mae": math.nan, "val_mre": math.nan}
+            if val is not None:
+                metrics.update({f"val_{k}": v for k, v in
+                                masked_errors(impute_prepared(core, val, 4 * config.batch_size), val).items()})
+            state.epoch = epoch + 1
+            if val is None or metrics["val_mae"] < state.best_val_mae:
+                state.best_val_mae = metrics["val_mae"] if val is not None else math.inf
+                state.best_epoch, state.bad_epochs = state.epoch, 0
+                state.best_weights = _snapshot(core)
+            else:
+                state.bad_epochs += 1
+            if val is not None and state.bad_epochs >= config.patience:
+                state.stopped = True
+            metrics["epoch_seconds"] = time.perf_counter() - epoch_start
+            metrics["samples_per_second"] = len(train) / max(train_seconds, 1e-9)
+            history.append(metrics)
+            state.history.append({"epoch": float(state.epoch), **metrics})
+            if checkpoint is not None:
+                checkpoint()
+            epochs.update(1)
+            epochs.set_postfix_str(
+                f"loss {train_loss:.4f} val {metrics['val_mae']:.4f} best {state.best_val_mae:.4f}"
+                f"@{state.best_epoch} patience {state.bad_epochs}/{config.patience} "
+                f"{metrics['samples_per_second']:.0f} samples/s")
+            if epoch_callback is not None:
+                epoch_callback(state.epoch, dict(metrics))
+            if config.max_seconds is not None and time.perf_counter() - started >= config.max_seconds:
+                break
+    finally:
+        batches.close()
+        epochs.close()
     return history
