@@ -1,0 +1,144 @@
+"""The GIL env's step against an update computed here by hand from the same batch (GIL Eq. 3-4).
+
+For the batch in the observation, with the predictor's weights before the step:
+``grad W_enc = sum_i Delta_i (x_i * a_i)^T`` (per sample for the MLP, per sample and step for the
+LSTM, ``Delta`` = the loss gradient at the encoder's pre-activation), every other parameter keeps
+its plain gradient, Adam's first step moves each weight by ``lr * g / (|g| + eps)``, and the
+reward is minus the batch loss after the update. The batch is recovered from the observation's
+``x`` and ``m`` columns (no private state). Two different actions must lead to different next
+states and rewards.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gapray_envs.gil_env import GILEnv
+
+MLP = {"dataset": "digits", "hidden_sizes": (16, 16), "batch_size": 16, "horizon": 4, "max_train_samples": 300}
+LSTM = {"dataset": "digits", "sequence_steps": 8, "lstm_hidden_size": 8, "batch_size": 8, "horizon": 4,
+        "max_train_samples": 300}
+VARIANTS = {"mlp": MLP, "lstm": LSTM}
+
+
+def batch_of(env: GILEnv, observation: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training rows ``x`` ``[B, (T,) d]`` and labels ``y`` whose observation this is."""
+    layout, data = env.layout, env.train_data
+    per_sample = data.x.reshape(len(data.x), -1)
+    rows = torch.as_tensor(observation[:, layout.x]).reshape(-1, per_sample.shape[1])
+    masks = torch.as_tensor(observation[:, layout.mask]).reshape(-1, per_sample.shape[1])
+    matches = (rows[:, None] == per_sample[None]).all(-1)
+    matches &= (masks[:, None] == data.m.reshape(len(data.m), -1)[None]).all(-1)
+    labels = []
+    for match in matches:
+        candidates = torch.nonzero(match).flatten()
+        assert len(candidates) >= 1 and len(set(data.y[candidates].tolist())) == 1, "ambiguous batch row"
+        labels.append(int(data.y[candidates[0]]))
+    return rows.reshape(-1, *data.x.shape[1:]), torch.tensor(labels)
+
+
+def hand_gradients(predictor: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   importance: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every parameter's gradient of the mean cross entropy, the encoder weight's importance-weighted.
+
+    ``Delta`` comes from a forward pass that exposes the encoder pre-activation ``u = x W_enc^T``
+    (for the LSTM a textbook loop over steps), the encoder gradient is then
+    ``sum_i Delta_i^T (x_i * a_i)`` written out; the other gradients are plain back-propagation.
+    """
+    predictor = copy.deepcopy(predictor)
+    names = dict(predictor.named_parameters())
+    if predictor.kind == "mlp":
+        u = x @ predictor.encoder.weight.t()
+        u.retain_grad()
+        h = torch.relu(u + predictor.encoder.bias)
+        for layer in predictor.hidden:
+            h = torch.relu(layer(h))
+        logits = predictor.output(h)
+        encoder = "encoder.weight"
+    else:
+        u = x @ predictor.weight_ih.t()  # [B, T, 4H]
+        u.retain_grad()
+        h = c = x.new_zeros(x.shape[0], predictor.hidden_size)
+        for t in range(x.shape[1]):
+            gates = u[:, t] + predictor.bias_ih + h @ predictor.weight_hh.t() + predictor.bias_hh
+            i, f, g, o = gates.chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+        logits = predictor.output(h)  # digits sequences have full length
+        encoder = "weight_ih"
+    F.cross_entropy(logits, y).backward()
+    grads = {name: p.grad.detach().clone() for name, p in names.items()}
+    delta = u.grad.reshape(-1, u.shape[-1])
+    weighted_input = (x * importance).reshape(-1, x.shape[-1])
+    grads[encoder] = delta.t() @ weighted_input  # sum over samples (and steps) of Delta (x * a)^T
+    return grads
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_step_applies_the_action_as_gil_importance_and_rewards_the_loss_after_the_update(variant: str) -> None:
+    env = GILEnv(VARIANTS[variant])
+    observation, _ = env.reset(seed=0)
+    generator = torch.Generator().manual_seed(1)
+    for step in range(2):
+        x, y = batch_of(env, observation)
+        predictor = env.session.predictor
+        before = copy.deepcopy(predictor)
+        action = torch.rand(env.action_space.shape, generator=generator)
+        action[:, : action.shape[1] // 3] = 0.0  # some features get no encoder gradient at all
+        importance = action.reshape(x.shape)
+        expected = hand_gradients(before, x, y, importance)
+        plain = hand_gradients(before, x, y, torch.ones_like(importance))
+        observation, reward, terminated, truncated, info = env.step(action.numpy())
+        assert not terminated and not truncated
+        encoder = "encoder.weight" if variant == "mlp" else "weight_ih"
+        assert not torch.allclose(expected[encoder], plain[encoder], atol=1e-4)  # the action matters here
+        for name, param in predictor.named_parameters():
+            torch.testing.assert_close(param.grad, expected[name], atol=1e-6, rtol=1e-4,
+                                       msg=lambda text, name=name: f"{name}: {text}")
+        if step == 0:  # Adam's first step: every weight moves by lr * g / (|g| + eps); g = 0 where a = 0
+            lr = env.config.learning_rate
+            for (name, old), new in zip(before.named_parameters(), predictor.parameters()):
+                g = expected[name]
+                torch.testing.assert_close(new.detach(), old.detach() - lr * g / (g.abs() + 1e-8),
+                                           atol=1e-7, rtol=1e-5)
+        with torch.no_grad():  # reward: minus the batch's loss under the updated weights
+            loss_after = F.cross_entropy(predictor(x).logits, y)
+        assert reward == pytest.approx(-float(loss_after), rel=1e-5)
+        assert info["loss"] == pytest.approx(float(loss_after), rel=1e-5)
+        # the next observation: the next batch's rows and the updated predictor's own outputs
+        next_x, _ = batch_of(env, observation)
+        with torch.no_grad():
+            probabilities = torch.softmax(predictor(next_x).logits, dim=-1)
+        y_hat = torch.as_tensor(observation[:, env.layout.y_hat])
+        if variant == "mlp":
+            torch.testing.assert_close(y_hat, probabilities, atol=1e-5, rtol=1e-4)
+        else:  # per step for the LSTM; the last step's row of each sample is its prediction
+            last_rows = y_hat.reshape(next_x.shape[0], next_x.shape[1], -1)[:, -1]
+            torch.testing.assert_close(last_rows, probabilities, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_two_different_actions_give_different_next_states_and_rewards(variant: str) -> None:
+    outcomes = []
+    for fill in (1.0, 0.0, "random"):
+        env = GILEnv(VARIANTS[variant])
+        observation, _ = env.reset(seed=0)
+        shape = env.action_space.shape
+        action = np.random.default_rng(0).random(shape, dtype=np.float32) if fill == "random" else \
+            np.full(shape, fill, dtype=np.float32)
+        next_observation, reward, *_ = env.step(action)
+        outcomes.append((observation, next_observation, reward))
+    first, *others = outcomes
+    layout = env.layout
+    for other in others:
+        np.testing.assert_array_equal(other[0], first[0])  # same start
+        # same next batch (same seed), so the x and m columns agree; the predictor's columns do not
+        np.testing.assert_array_equal(other[1][:, : layout.zeta.start], first[1][:, : layout.zeta.start])
+        assert np.abs(other[1][:, layout.zeta.start:] - first[1][:, layout.zeta.start:]).max() > 1e-4
+        assert other[2] != pytest.approx(first[2], rel=1e-6, abs=1e-7)
+    assert outcomes[1][2] != pytest.approx(outcomes[2][2], rel=1e-6, abs=1e-7)
