@@ -51,6 +51,11 @@ class BRITSConfig:
     attention_feedforward: int = 2048
     """Feed-forward width of every transformer encoder layer (PyTorch's default 2048 gives the
     paper's 492,044 parameters per layer at hidden 108); smaller values make small tests fast."""
+    fast_attention: bool = False
+    """Fast path for the transformer encoders (attention initial state, DML ``f_SA``): bfloat16
+    autocast and 16-bit dropout masks (:mod:`gapray.imputation.attention`); the recurrent network,
+    losses and master weights stay fp32. Off by default: the paper-faithful fp32 path (speed and
+    accuracy in ``benchmarks/results/deari_speed.md``)."""
     lr: float = 5e-4
     """Adam learning rate (reference: 5e-4)."""
     weight_decay: float = 1e-5

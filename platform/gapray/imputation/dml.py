@@ -18,6 +18,7 @@ import torch
 from pytorch_metric_learning import losses, miners
 from torch import Tensor, nn
 
+from gapray.imputation.attention import attention_precision, transformer_encoder
 from gapray.imputation.layers import encode_at
 
 
@@ -48,23 +49,25 @@ class MetricLearningLoss(nn.Module):
 
     def __init__(self, hidden_size: int, pooling: str = "cls", margin: float = 0.1, alpha: float = 2.0,
                  beta: float = 50.0, base: float = 0.5, attention_layers: int = 1, attention_heads: int = 4,
-                 attention_feedforward: int = 2048) -> None:
+                 attention_feedforward: int = 2048, fast: bool = False) -> None:
         super().__init__()
         pool_representation(torch.zeros(1, 1, 1), pooling)  # validates the name
-        self.pooling = pooling
+        self.pooling, self.fast = pooling, fast
         self.cls_token = nn.Parameter(torch.randn(1, 1, hidden_size)) if pooling == "cls" else None
-        layer = nn.TransformerEncoderLayer(hidden_size, attention_heads, attention_feedforward, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, attention_layers, enable_nested_tensor=False)
+        self.encoder = transformer_encoder(hidden_size, attention_heads, attention_feedforward, attention_layers,
+                                           fast=fast)
         self.miner = miners.MultiSimilarityMiner(epsilon=margin)
         self.loss = losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)
 
     def representation(self, hidden_states: Tensor) -> Tensor:
-        """``R = f_r(f_SA(H))`` (Eq. 19) of hidden states ``[B, T, H]``."""
+        """``R = f_r(f_SA(H))`` (Eq. 19) of hidden states ``[B, T, H]`` (in their dtype)."""
+        dtype = hidden_states.dtype
         if self.cls_token is not None:
             hidden_states = torch.cat([self.cls_token.expand(hidden_states.shape[0], -1, -1), hidden_states], dim=1)
-        if self.pooling == "mean":
-            return self.encoder(hidden_states).mean(dim=1)
-        return encode_at(self.encoder, hidden_states, 0 if self.pooling == "cls" else -1)
+        with attention_precision(self.fast, hidden_states.device):
+            if self.pooling == "mean":
+                return self.encoder(hidden_states).mean(dim=1).to(dtype)
+            return encode_at(self.encoder, hidden_states, 0 if self.pooling == "cls" else -1).to(dtype)
 
     def forward(self, hidden_forward: Tensor, hidden_backward: Tensor) -> Tensor:
         both = self.representation(torch.cat([hidden_forward, hidden_backward]))

@@ -139,7 +139,7 @@ def fit_and_score(model: Any, split: Split, n_samples: int | None = None, level:
     fit_seconds = sum(h["epoch_seconds"] for h in history) if history else call_seconds
     result: dict[str, Any] = {"mae": scores["mae"], "mre": scores["mre"], "fit_seconds": fit_seconds,
                               "predict_seconds": scores.get("predict_seconds")}
-    if checkpoint_path is not None:
+    if checkpoint_path is not None and hasattr(model, "state"):
         result.update({"checkpoint": str(checkpoint_path), "resumed_from_epoch": resumed_from})
     if getattr(getattr(model, "config", None), "bayesian", False):
         result.update(score_uncertainty(model, split, n_samples, level))

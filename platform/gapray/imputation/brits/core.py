@@ -162,7 +162,8 @@ def make_metric_learning_head(config: BRITSConfig) -> MetricLearningLoss | None:
                               alpha=config.dml_alpha, beta=config.dml_beta, base=config.dml_base,
                               attention_layers=config.dml_attention_layers,
                               attention_heads=config.dml_attention_heads,
-                              attention_feedforward=config.attention_feedforward)
+                              attention_feedforward=config.attention_feedforward,
+                              fast=config.fast_attention)
 
 
 class BRITSCore(nn.Module):

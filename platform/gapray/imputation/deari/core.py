@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from gapray.imputation.attention import attention_precision, transformer_encoder
 from gapray.imputation.brits.core import (
     Batch,
     BidirectionalLayer,
@@ -53,17 +54,21 @@ class AttentionInitialState(nn.Module):
 
     ``attention_layers`` ``nn.TransformerEncoderLayer(hidden, heads)`` with PyTorch defaults
     (feed-forward 2048, dropout 0.1): 492,044 parameters each for hidden 108 and 4 heads.
+    ``fast``: bf16 autocast and 16-bit dropout masks (:mod:`gapray.imputation.attention`); the
+    initial state is returned in the hidden states' dtype.
     """
 
-    def __init__(self, hidden_size: int, mode: str, n_layers: int, n_heads: int, feedforward: int = 2048) -> None:
+    def __init__(self, hidden_size: int, mode: str, n_layers: int, n_heads: int, feedforward: int = 2048,
+                 fast: bool = False) -> None:
         super().__init__()
-        self.mode = mode
+        self.mode, self.fast = mode, fast
         self.cls_token = nn.Parameter(torch.randn(1, 1, hidden_size)) if mode == "cls" else None
-        layer = nn.TransformerEncoderLayer(hidden_size, n_heads, feedforward, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.encoder = transformer_encoder(hidden_size, n_heads, feedforward, n_layers, fast=fast)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
-        return cls_initial_state(hidden_states, self.encoder, self.mode, self.cls_token)
+        with attention_precision(self.fast, hidden_states.device):
+            initial = cls_initial_state(hidden_states, self.encoder, self.mode, self.cls_token)
+        return initial.to(hidden_states.dtype)
 
 
 class DEARICore(nn.Module):
@@ -76,7 +81,7 @@ class DEARICore(nn.Module):
         self.initial_states = nn.ModuleList(
             nn.ModuleList(
                 AttentionInitialState(config.hidden_size, config.attention_init, config.attention_layers,
-                                      config.attention_heads, config.attention_feedforward)
+                                      config.attention_heads, config.attention_feedforward, config.fast_attention)
                 for _direction in range(2)
             )
             for _ in range(config.n_layers - 1)

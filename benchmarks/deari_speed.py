@@ -1,0 +1,215 @@
+"""DEARI-3 speed on this CPU (issue 12): the fast path against the fp32 one-thread path, interleaved.
+
+How to run this script::
+
+    # step and inference timings, ratios against fp32 / 1 thread (about 5 minutes)
+    python benchmarks/deari_speed.py --data-dir ../shared/data --part speed
+    # accuracy guard: fp32 vs the fast path after 20 epochs, same seeds (about 40 min on 2 idle cores)
+    python benchmarks/deari_speed.py --data-dir ../shared/data --part accuracy --epochs 20
+    # feed-forward width 2048 (paper) vs 512 vs 256 at equal epochs
+    python benchmarks/deari_speed.py --data-dir ../shared/data --part width --epochs 20
+    # rebuild benchmarks/results/deari_speed.md from the JSON files
+    python benchmarks/deari_speed.py --report
+
+Every variant trains the same DEARI-3 (hidden 108, PhysioNet set-a, deari protocol, 10 % mask,
+fold 0, batch 64) on the same real batches. ``--part speed`` builds one model per variant, then
+runs rounds in which each variant in turn takes ``--steps`` training steps (forward, backward,
+Adam) and one inference pass over the validation set, so machine drift hits all variants alike;
+it reports the median over rounds and the ratio against ``fp32-1t``. Seconds per epoch are
+``50 steps x step time`` (3,200 training records) plus one validation pass.
+
+Results to expect (measured, see ``benchmarks/results/deari_speed.md``): the issue's idle-machine
+fp32 figures were 1,117 ms per step on one thread and 797 ms on two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gapray.data.loaders import load_dataset
+from gapray.data.splits import Split, imputation_split
+from gapray.imputation import DEARI, DEARIConfig
+from gapray.imputation.deari.core import DEARICore
+from gapray.imputation.training import impute_prepared, prepare
+
+RESULTS = Path(__file__).resolve().parent / "results"
+VARIANTS = {  # name: (fast_attention, threads, feed-forward width)
+    "fp32-1t": (False, 1, 2048),
+    "fp32-2t": (False, 2, 2048),
+    "fast-1t": (True, 1, 2048),
+    "fast-2t": (True, 2, 2048),
+    "fp32-1t-ff512": (False, 1, 512),
+    "fast-2t-ff512": (True, 2, 512),
+    "fast-2t-ff256": (True, 2, 256),
+}
+
+
+def load_split(data_dir: str | None) -> Split:
+    dataset = load_dataset("physionet2012", data_dir, progress=False)
+    return imputation_split(dataset, protocol="deari", rate=0.1, seed=0, fold=0)
+
+
+def measure_speed(split: Split, variants: list[str], rounds: int, steps: int) -> dict[str, Any]:
+    """Median training-step and validation-inference seconds per variant, interleaved over rounds."""
+    base = DEARIConfig(n_layers=3, device="cpu")
+    train = prepare(split.train, base.delta_convention, torch.device("cpu"))
+    val = prepare(split.val, base.delta_convention, torch.device("cpu"))
+    batches = [batch for _, batch in train.batches(base.batch_size)]
+    models: dict[str, tuple[DEARICore, torch.optim.Optimizer]] = {}
+    for name in variants:
+        fast, _threads, width = VARIANTS[name]
+        torch.manual_seed(0)
+        core = DEARICore(train.values.shape[-1], base.replace(fast_attention=fast, attention_feedforward=width))
+        models[name] = (core, torch.optim.Adam(core.parameters(), lr=base.lr, weight_decay=base.weight_decay))
+    step_times: dict[str, list[float]] = {name: [] for name in variants}
+    infer_times: dict[str, list[float]] = {name: [] for name in variants}
+    position = 0
+    for round_index in range(rounds + 1):  # round 0 warms up and is not counted
+        for name in variants:
+            core, optimizer = models[name]
+            torch.set_num_threads(VARIANTS[name][1])
+            core.train()
+            start = time.perf_counter()
+            for _ in range(steps):
+                optimizer.zero_grad(set_to_none=True)
+                core(batches[position % len(batches)]).loss.backward()
+                optimizer.step()
+                position += 1
+            step_seconds = (time.perf_counter() - start) / steps
+            start = time.perf_counter()
+            impute_prepared(core, val, 4 * base.batch_size)
+            infer_seconds = time.perf_counter() - start
+            if round_index:
+                step_times[name].append(step_seconds)
+                infer_times[name].append(infer_seconds)
+            print(f"round {round_index} {name}: step {1000 * step_seconds:.0f} ms, "
+                  f"validation inference {infer_seconds:.2f} s", flush=True)
+    reference = "fp32-1t" if "fp32-1t" in variants else variants[0]
+    n_steps = math.ceil(len(split.train) / base.batch_size)
+    rows = []
+    for name in variants:
+        step, infer = statistics.median(step_times[name]), statistics.median(infer_times[name])
+        rows.append({"variant": name, "fast_attention": VARIANTS[name][0], "threads": VARIANTS[name][1],
+                     "feedforward": VARIANTS[name][2], "step_ms": 1000 * step, "infer_val_s": infer,
+                     "epoch_s": n_steps * step + infer, "steps": step_times[name], "infer": infer_times[name],
+                     "step_ratio": statistics.median(step_times[reference]) / step,
+                     "infer_ratio": statistics.median(infer_times[reference]) / infer})
+    return {"reference": reference, "rows": rows, "rounds": rounds, "steps_per_round": steps,
+            "batches_per_epoch": n_steps, "n_val": len(split.val)}
+
+
+def measure_accuracy(split: Split, variants: list[str], epochs: int, seeds: list[int], threads: int) -> dict[str, Any]:
+    """Test MAE of each variant after ``epochs`` epochs (no early stopping), same seeds and batches."""
+    torch.set_num_threads(threads)
+    rows = []
+    for seed in seeds:
+        for name in variants:
+            fast, _threads, width = VARIANTS[name]
+            model = DEARI(DEARIConfig(n_layers=3, device="cpu", epochs=epochs, patience=epochs + 1, seed=seed,
+                                      fast_attention=fast, attention_feedforward=width))
+            start = time.perf_counter()
+            model.fit(split.train, split.val, show_progress=False)
+            fit_seconds = time.perf_counter() - start
+            scores = model.evaluate(split.test)
+            row = {"variant": name, "seed": seed, "epochs": epochs, "mae": scores["mae"], "mre": scores["mre"],
+                   "best_epoch": model.state.best_epoch, "best_val_mae": model.state.best_val_mae,
+                   "fit_seconds": fit_seconds, "val_mae_by_epoch": [h["val_mae"] for h in model.state.history]}
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "val_mae_by_epoch"}), flush=True)
+    return {"rows": rows, "epochs": epochs, "seeds": seeds, "threads": threads}
+
+
+def write_report(out_dir: Path) -> Path:
+    lines = ["# DEARI-3 speed and the fast path", "",
+             "Generated by `benchmarks/deari_speed.py` from the `deari_speed_*.json` files beside this one. "
+             "PhysioNet set-a, deari protocol, 10 % mask, fold 0, batch 64, hidden 108, DEARI-3 (CLS attention "
+             "initialisation, 2 encoder layers per direction and transition). `fast` = bf16 autocast of the "
+             "transformer encoders + 16-bit dropout masks (`DEARIConfig.fast_attention`).", ""]
+    for path in sorted(out_dir.glob("deari_speed_*.json")):
+        record = json.loads(path.read_text())
+        lines += [f"## `{path.name}`", "", f"Command: `{record['command']}`  ",
+                  f"Started {record['started']}; load average at start {record['load_average']}; "
+                  f"{record['cpu_count']} CPUs; torch {record['torch']}.", ""]
+        speed = record.get("speed")
+        if speed:
+            lines += [f"Training step = forward + backward + Adam on one batch of 64, median of {speed['rounds']} "
+                      f"interleaved rounds of {speed['steps_per_round']} steps; inference = one pass over the "
+                      f"{speed['n_val']} validation records; epoch = {speed['batches_per_epoch']} steps + "
+                      f"validation. Ratios against `{speed['reference']}` in the same run.", "",
+                      "| variant | threads | feed-forward | step ms | step ratio | s/epoch | validation inference s | "
+                      "inference ratio |", "|---|---|---|---|---|---|---|---|"]
+            for row in speed["rows"]:
+                lines.append(f"| {row['variant']} | {row['threads']} | {row['feedforward']} | {row['step_ms']:.0f} | "
+                             f"{row['step_ratio']:.2f}x | {row['epoch_s']:.1f} | {row['infer_val_s']:.2f} | "
+                             f"{row['infer_ratio']:.2f}x |")
+            lines.append("")
+        accuracy = record.get("accuracy")
+        if accuracy:
+            lines += [f"Test MAE after {accuracy['epochs']} epochs (no early stopping), torch threads "
+                      f"{accuracy['threads']}:", "", "| variant | seed | test MAE | MRE | best epoch | best val MAE | "
+                      "fit s |", "|---|---|---|---|---|---|---|"]
+            for row in accuracy["rows"]:
+                lines.append(f"| {row['variant']} | {row['seed']} | {row['mae']:.4f} | {row['mre']:.4f} | "
+                             f"{row['best_epoch']} | {row['best_val_mae']:.4f} | {row['fit_seconds']:.0f} |")
+            reference = [r for r in accuracy["rows"] if r["variant"] == accuracy.get("reference", "fp32-1t")]
+            for name in dict.fromkeys(r["variant"] for r in accuracy["rows"]):
+                diffs = [r["mae"] - ref["mae"] for r in accuracy["rows"] if r["variant"] == name
+                         for ref in reference if ref["seed"] == r["seed"]]
+                if diffs and name != accuracy.get("reference", "fp32-1t"):
+                    lines.append(f"\n`{name}` - reference, paired by seed: {statistics.mean(diffs):+.4f} MAE "
+                                 f"(guard: within 0.003).")
+            lines.append("")
+    report = out_dir / "deari_speed.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--part", choices=("speed", "accuracy", "width"), default="speed")
+    parser.add_argument("--variants", default=None, help="comma-separated names from: " + ", ".join(VARIANTS))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3, help="training steps per variant and round")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=2, help="accuracy/width parts: torch threads")
+    parser.add_argument("--tag", default=None)
+    parser.add_argument("--out-dir", default=str(RESULTS))
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    out_dir = Path(args.out_dir)
+    if not args.report:
+        defaults = {"speed": "fp32-1t,fp32-2t,fast-1t,fast-2t,fast-2t-ff512,fast-2t-ff256",
+                    "accuracy": "fp32-1t,fast-2t", "width": "fast-2t,fast-2t-ff512,fast-2t-ff256"}
+        variants = [v.strip() for v in (args.variants or defaults[args.part]).split(",") if v.strip()]
+        unknown = set(variants) - set(VARIANTS)
+        if unknown:
+            raise SystemExit(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+        split = load_split(args.data_dir)
+        record: dict[str, Any] = {"command": " ".join(sys.argv), "torch": torch.__version__,
+                                  "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
+                                  "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if args.part == "speed":
+            record["speed"] = measure_speed(split, variants, args.rounds, args.steps)
+        else:
+            record["accuracy"] = {**measure_accuracy(split, variants, args.epochs, args.seeds, args.threads),
+                                  "reference": variants[0]}
+        record["load_average_end"] = list(os.getloadavg())
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"deari_speed_{args.tag or args.part}.json").write_text(json.dumps(record, indent=1))
+    print(write_report(out_dir))
+
+
+if __name__ == "__main__":
+    main()
