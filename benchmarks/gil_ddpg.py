@@ -6,6 +6,20 @@ How to run this script
     python benchmarks/gil_ddpg.py --data-dir ../shared/data                # PhysioNet, 3 seeds
     python benchmarks/gil_ddpg.py --quick                                  # digits smoke run
     python benchmarks/gil_ddpg.py --part ratio --data-dir ../shared/data   # ratio only: gil_ddpg_<dataset>_ratio.*
+    python benchmarks/gil_ddpg.py --selection both --placeholder zero --data-dir ../shared/data
+                                                   # the paper's selection protocol next to gapray's
+
+``--selection reference`` reproduces the reference code's protocol (``docs/gil_reproduction.md``):
+one joint run of ``--reference-steps`` predictor updates in which GIL's predictor is trained
+under the behaviour mixture while DDPG learns, scored on the *test* split every
+``--score-every`` steps, reporting the best test accuracy with that step's AUC and AP; ``ones``
+and ``mask`` (GIL-H; its own predictor seed, ``seed + --independent-offset``, so that with a
+zero placeholder it is an independent run of zero imputation's exact maths) are trained
+for the same steps and scored the same way. From the same runs it also reports the
+validation-selected checkpoint (every ``--eval-every`` steps). ``--selection both`` adds
+gapray's GIL protocol (policy learned for ``--iterations x --steps-per-iteration`` env steps,
+then a fresh predictor trained for ``--final-steps`` with the deterministic policy, checkpoint
+on validation). Output: ``gil_ddpg_<dataset>_selection[_<tag>].{json,md}``.
 
 Per seed and method (GIL: reward ``-loss``; GIL-D: Eq. 43 with label-balanced batches), the
 policy is learned with DDPG for ``--iterations x --steps-per-iteration`` env steps (training
@@ -211,6 +225,189 @@ def _median_ratio(repeats: list[dict[str, float]]) -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# The paper's selection protocol next to gapray's (issue 16)
+# ---------------------------------------------------------------------------------------------
+PAPER_MARGINS = {
+    "physionet2012": "Table 6 (acc / AUC / AP): GIL 87.45 / 82.20 / 49.19, GIL-H 87.38 / 82.00 / 48.64, zero "
+                     "imputation 87.15 / 81.14 / 47.37: GIL - zero +0.30 / +1.06 / +1.82, GIL-H - zero "
+                     "+0.23 / +0.86 / +1.27",
+    "mnist": "Table 3, 90 % MCAR accuracy: GIL 78.47, GIL-H 78.44, zero imputation 76.67: GIL - zero +1.80, "
+             "GIL-H - zero +1.77 (GIL-H with the reference MLP's zero placeholder has zero imputation's gradients)",
+}
+
+
+def _split_tensors(env: Any) -> tuple[Any, Any]:
+    """The full validation and test splits of a ``GILEnv``'s task, placeholder-filled."""
+    from gapray.gil.training import task_placeholder, to_tensors
+
+    placeholder = task_placeholder(env.task, env.config.placeholder)
+    return tuple(to_tensors(split, env.task.kind, placeholder, env.config.device)  # type: ignore[return-value]
+                 for split in (env.task.val, env.task.test))
+
+
+def _checkpoint(env: Any, val: Any, test: Any) -> Any:
+    from gapray.gil.selection import Checkpoint
+
+    return Checkpoint(int(env.steps_done), env.session.scores(val), env.session.scores(test))
+
+
+def fixed_policy_trajectory(settings: Any, policy: str, steps: int, score_every: int,
+                            seed_offset: int = 0) -> list[Any]:
+    """Train a predictor with the fixed policy ``ones`` or ``mask`` (GIL-H) for ``steps`` updates,
+    scoring validation and test every ``score_every`` steps. ``seed_offset`` changes the
+    predictor's initialisation and batch order, not the data split or mask."""
+    from gapray_envs.gil_env import GILEnv
+
+    env = GILEnv(settings.env_config(horizon=steps, max_val_samples=None))
+    val, test = _split_tensors(env)
+    _, info = env.reset(seed=settings.seed + seed_offset)
+    trajectory = []
+    for step in range(1, steps + 1):
+        if policy == "mask":
+            action = np.array(info["mask"], dtype=np.float32)
+        elif policy == "ones":
+            action = np.ones(env.action_space.shape, dtype=np.float32)
+        else:
+            raise ValueError(f"fixed policy must be ones or mask, got {policy!r}")
+        _, _, _, _, info = env.step(action)
+        if step % score_every == 0:
+            trajectory.append(_checkpoint(env, val, test))
+    return trajectory
+
+
+def joint_run_trajectory(settings: Any, steps: int, score_every: int) -> list[Any]:
+    """The reference's GIL run: DDPG learns the policy while the env's one predictor is trained by
+    the behaviour mixture (Eq. 42: actor, heuristic ``a = m`` or random importance), scored on
+    validation and test every ``score_every`` env steps (one RLlib iteration each)."""
+    from gapray.rl.gil_training import build_ddpg_config
+
+    run = dataclasses.replace(settings, horizon=steps + score_every, steps_per_iteration=score_every)
+    algo = build_ddpg_config(run).build_algo()
+    try:
+        env = algo.env_runner.env.unwrapped.envs[0].unwrapped  # num_env_runners=0: the local runner's GILEnv
+        val, test = _split_tensors(env)
+        trajectory = []
+        while not trajectory or trajectory[-1].step < steps:
+            algo.train()
+            trajectory.append(_checkpoint(env, val, test))
+    finally:
+        algo.stop()
+    return trajectory
+
+
+def _scores(checkpoint: Any) -> dict[str, float]:
+    return {"step": checkpoint.step, **{f"test_{k}": v for k, v in checkpoint.test.items()},
+            **{f"val_{k}": v for k, v in checkpoint.val.items()}}
+
+
+def selection_run(settings: Any, method: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One seed of one method under the reference protocol and gapray's validation selection."""
+    from gapray.gil.selection import select_checkpoint
+
+    started = time.perf_counter()
+    if method in ("ones", "mask"):
+        offset = args.independent_offset if method == "mask" else 0
+        trajectory = fixed_policy_trajectory(settings, method, args.reference_steps, args.score_every, offset)
+    else:
+        run_settings = dataclasses.replace(settings, reward="gil-d" if method == "GIL-D" else "gil")
+        trajectory = joint_run_trajectory(run_settings, args.reference_steps, args.score_every)
+    out: dict[str, Any] = {
+        "reference": _scores(select_checkpoint(trajectory, "reference")),
+        "validation": _scores(select_checkpoint(trajectory, "validation", settings.select_metric,
+                                                every=args.eval_every)),
+        "seconds": time.perf_counter() - started,
+        "trajectory": [_scores(c) for c in trajectory],
+    }
+    if method in ("GIL", "GIL-D"):
+        out["joint_validation"] = out.pop("validation")  # the joint run's predictor, selected on validation
+        if args.selection == "both":
+            honest = run_method(dataclasses.replace(settings, final_steps=args.reference_steps), method)
+            out["validation"] = {k: v for k, v in honest.items() if k.startswith(("test_", "val_"))} | {
+                "step": honest["best_step"]}
+            out["honest_seconds"] = honest["final_seconds"] + honest["policy_seconds"]
+    return out
+
+
+def _protocol_runs(runs: dict[str, list[dict[str, Any]]], protocol: str) -> dict[str, list[dict[str, Any]]]:
+    return {m: [{"seed": r["seed"], **r[protocol]} for r in rs if protocol in r] for m, rs in runs.items()}
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return ""
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.2f} +- {100 * sd:.2f}"
+
+
+def _diff_cell(diffs: list[float]) -> str:
+    if not diffs:
+        return ""
+    se = (statistics.stdev(diffs) / len(diffs) ** 0.5) if len(diffs) > 1 else 0.0
+    return (f"{100 * statistics.mean(diffs):+.2f} +- {100 * se:.2f} "
+            f"(max abs {100 * max(abs(d) for d in diffs):.2f}; {sum(d > 0 for d in diffs)}/{len(diffs)})")
+
+
+def _selection_lines(payload: dict[str, Any]) -> list[str]:
+    runs = payload["selection"]
+    keys = ("test_accuracy", "test_auc", "test_ap")
+    protocols = [("reference", f"reference: best test accuracy, every {payload['score_every']} steps"),
+                 ("joint_validation", "joint run, validation-selected"),
+                 ("validation", f"gapray: validation-selected (every {payload['eval_every']} steps)")]
+    lines = ["| method | protocol | n | test acc | test AUC | test AP | selected step |",
+             "|---|---|---|---|---|---|---|"]
+    for method, method_runs in runs.items():
+        for protocol, label in protocols:
+            rows = [r[protocol] for r in method_runs if protocol in r]
+            if rows:
+                cells = " | ".join(_mean_sd([r[k] for r in rows]) for k in keys)
+                steps = ", ".join(str(r["step"]) for r in rows)
+                lines.append(f"| {method} | {label} | {len(rows)} | {cells} | {steps} |")
+    lines += ["", "Selection optimism: reference-protocol score minus the validation-selected score of the "
+              "same seed, in points: mean +- standard error (max abs; seeds where positive / seeds). For "
+              "`ones` and `mask` both come from the same training run; for GIL the reference number is the "
+              "joint run, the validation one gapray's protocol (or the joint run's own validation selection):", "",
+              "| method | compared with | test acc | test AUC | test AP |", "|---|---|---|---|---|"]
+    for method, method_runs in runs.items():
+        for other in ("validation", "joint_validation"):
+            pairs = [(r["reference"], r[other]) for r in method_runs if other in r]
+            if pairs:
+                cells = " | ".join(_diff_cell([a[k] - b[k] for a, b in pairs]) for k in keys)
+                lines.append(f"| {method} | {other} | {cells} |")
+    lines += ["", "Gaps between methods, paired by seed (same data split and mask; `mask` = GIL-H runs with "
+              "its own predictor seed, so with a zero placeholder `mask - ones` compares two independent runs "
+              "of the *same* gradients: any gap there is noise plus selection), in points: mean +- standard "
+              "error (max abs; seeds ahead / seeds):", "",
+              "| comparison | protocol | test acc | test AUC | test AP |", "|---|---|---|---|---|"]
+    for method in runs:
+        if method == "ones":
+            continue
+        for protocol in ("reference", "validation"):
+            per = _protocol_runs(runs, protocol)
+            cells = [_diff_cell(paired_differences(per, method, "ones", k)) for k in keys]
+            if all(cells):
+                lines.append(f"| {method} - ones | {protocol} | {' | '.join(cells)} |")
+    lines += ["", "Best of the seeds on test (a grid or seed chosen on the test split, as the reference's "
+              "hyper-parameter search was) against the mean of the seeds, reference protocol, accuracy in points:",
+              "", "| method | mean | best of n on test | gain |", "|---|---|---|---|"]
+    for method, method_runs in runs.items():
+        values = [r["reference"]["test_accuracy"] for r in method_runs]
+        if values:
+            lines.append(f"| {method} | {100 * statistics.mean(values):.2f} | {100 * max(values):.2f} (n = "
+                         f"{len(values)}) | {100 * (max(values) - statistics.mean(values)):+.2f} |")
+    return lines
+
+
+def _write_selection(dataset: str, payload: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = f"gil_ddpg_{dataset}_selection" + (f"_{payload['tag']}" if payload.get("tag") else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))
+    lines = [f"# GIL: the reference's selection protocol next to gapray's, {dataset}", "", payload["command"], "",
+             f"Scale: {payload['scale']}", "", f"Settings: {payload['settings']}", "", f"Machine: {payload['machine']}",
+             "", f"Paper: {payload['paper']}", "", *_selection_lines(payload)]
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("rows", "ratio", "all"), default="all")
@@ -245,11 +442,27 @@ def main() -> int:
                              "method rows of a full run are not overwritten)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--selection", choices=("validation", "reference", "both"), default="validation",
+                        help="validation: gapray's protocol (the method rows); reference: the reference code's "
+                             "(best test accuracy of one joint run); both: the two side by side")
+    parser.add_argument("--reference-steps", type=int, default=1000,
+                        help="predictor updates of a reference-protocol run (and of the final predictor with both)")
+    parser.add_argument("--score-every", type=int, default=10, help="reference protocol: score the test split "
+                                                                    "every this many steps (reference: 10)")
+    parser.add_argument("--independent-offset", type=int, default=1000,
+                        help="GIL-H's predictor seed is seed + this in the selection runs (0: paired with ones)")
+    parser.add_argument("--reference-choices", action="store_true",
+                        help="apply GILDDPGSettings.with_reference_choices() (BatchNorm, L2, learning rates, ...)")
     parser.add_argument("--report", action="store_true",
                         help="only rewrite gil_ddpg_<dataset>[_<tag>].md from its JSON")
     args = parser.parse_args()
     if args.report:
         name = args.dataset + (f"_{args.tag}" if args.tag else "")
+        if args.selection != "validation":
+            payload = json.loads((RESULTS / f"gil_ddpg_{args.dataset}_selection"
+                                  f"{'_' + args.tag if args.tag else ''}.json").read_text())
+            _write_selection(args.dataset, payload)
+            return 0
         _write(args.dataset, json.loads((RESULTS / f"gil_ddpg_{name}.json").read_text()))
         return 0
     if args.part == "ratio" and not args.tag:
@@ -263,6 +476,7 @@ def main() -> int:
         settings = GILDDPGSettings(**{**SMOKE_TEST, "seed": args.seeds[0]})
         args.dataset, args.seeds, args.ratio_steps = "digits", args.seeds[:1], 10
         args.methods = [m for m in args.methods if m != "GIL-D"]  # GIL-D needs binary labels
+        args.reference_steps, args.eval_every = 40, settings.eval_every
     else:
         settings = GILDDPGSettings(dataset=args.dataset, data_root=args.data_dir, missing_rate=args.missing_rate,
                                    lstm_hidden=args.lstm_hidden, mlp_hidden=args.mlp_hidden, horizon=args.horizon,
@@ -271,6 +485,8 @@ def main() -> int:
                                    update_every=args.update_every, gradient_steps=args.gradient_steps,
                                    rl_hiddens=args.rl_hiddens,
                                    placeholder=args.placeholder)
+    if args.reference_choices:
+        settings = settings.with_reference_choices()
     payload: dict[str, Any] = {
         "command": "python benchmarks/gil_ddpg.py " + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
@@ -284,6 +500,23 @@ def main() -> int:
     }
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+        if args.selection != "validation":
+            payload.update({"selection": {m: [] for m in args.methods}, "score_every": args.score_every,
+                            "eval_every": args.eval_every, "paper": PAPER_MARGINS.get(args.dataset, ""),
+                            "scale": f"{len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}), "
+                                     f"{args.reference_steps} predictor updates per run"
+                                     + (f"; gapray's GIL: {args.iterations * args.steps_per_iteration} policy "
+                                        f"steps (episodes of {args.horizon}) + {args.reference_steps} final steps"
+                                        if args.selection == "both" else "")})
+            del payload["runs"]
+            for seed in args.seeds:
+                for method in args.methods:
+                    run = selection_run(dataclasses.replace(settings, seed=seed), method, args)
+                    payload["selection"][method].append({"seed": seed, **run})
+                    print(json.dumps({"method": method, "seed": seed,
+                                      **{k: v for k, v in run.items() if k != "trajectory"}}), flush=True)
+                    _write_selection(args.dataset, payload)
+            return 0
         if args.part in ("ratio", "all"):
             payload["ratio"] = {}
             for spec in args.ratio_update_every:

@@ -95,12 +95,22 @@ class GILEnvConfig:
     """Learning-rate factor per ``lr_decay_steps``."""
     lr_decay_steps: int = 750
     """Steps per ``lr_decay_rate`` decay."""
+    lstm_learning_rate: float | None = None
+    """The LSTM's initial learning rate (None: ``learning_rate``; reference 5e-4)."""
+    lstm_lr_decay_rate: float | None = None
+    """The LSTM's decay factor (None: ``lr_decay_rate``; reference 1.0, constant)."""
+    l2: float = 0.0
+    """The predictor's L2 regulariser (:attr:`gapray.gil.training.TrainingConfig.l2`; reference MLP 0.02)."""
+    mlp_batch_norm: bool = False
+    """BatchNorm in the MLP's hidden layers (reference True)."""
+    mlp_init: str = "default"
+    """MLP weights: ``default`` or ``reference`` (U(0.001, 0.01))."""
     horizon: int = 2000
     """Updates per episode (one training run), then truncated."""
     reward: str = "gil"
     """``gil`` (``-loss``) or ``gil-d`` (``-loss + c * D``, label-balanced batches)."""
     d_coefficient: float = 10.0
-    """``c`` of GIL-D (paper: 10)."""
+    """``c`` of GIL-D (Eq. 43; the paper only asks ``c > 0``; the reference uses 10 for the MLP, 5 for the LSTM)."""
     reward_timing: str = "after_update"
     """``after_update`` (paper, Algorithm 1) or ``before_update`` (reference code, cheaper)."""
     zeta_dim: int = 8
@@ -143,6 +153,8 @@ class GILEnvConfig:
     def training_config(self) -> TrainingConfig:
         return TrainingConfig(steps=self.horizon, batch_size=self.batch_size, learning_rate=self.learning_rate,
                               lr_decay_rate=self.lr_decay_rate, lr_decay_steps=self.lr_decay_steps,
+                              lstm_learning_rate=self.lstm_learning_rate, lstm_lr_decay_rate=self.lstm_lr_decay_rate,
+                              l2=self.l2, mlp_batch_norm=self.mlp_batch_norm, mlp_init=self.mlp_init,
                               hidden_sizes=self.hidden_sizes, lstm_hidden_size=self.lstm_hidden_size,
                               placeholder=self.placeholder, seed=self.seed, device=self.device)
 

@@ -27,6 +27,8 @@ from gapray.data.masking import as_generator, mcar
 from gapray.data.normalization import Standardizer
 
 DATASETS = ("physionet2012", "mnist", "digits")
+PREDICTOR_OF = {"physionet2012": "lstm", "mnist": "mlp", "digits": "mlp"}
+"""The predictor the paper uses for each dataset (:attr:`GILTask.kind`)."""
 MissingPattern = Literal["mcar", "mar"]
 
 
@@ -115,7 +117,7 @@ def _image_task(name: str, images: TimeSeriesDataset, pattern: MissingPattern, r
     masked = _mask_images(images, pattern, rate, seed)
     train, val, test = _three_way_split(len(masked), images.y, (0.2, 0.2), split_seed)
     n_classes = int(images.y.max()) + 1
-    return GILTask(name, masked.subset(train), masked.subset(val), masked.subset(test), "mlp", n_classes)
+    return GILTask(name, masked.subset(train), masked.subset(val), masked.subset(test), PREDICTOR_OF[name], n_classes)
 
 
 def digits_task(missing_rate: float = 0.5, pattern: MissingPattern = "mcar", seed: int = 0,
@@ -138,7 +140,7 @@ def physionet_task(root: str | os.PathLike[str] | None = None, split_seed: int =
     train, val, test = _three_way_split(len(data), data.y, (0.1, 0.1), split_seed)
     scaler = Standardizer.fit(data.subset(train))
     train_ds, val_ds, test_ds = (scaler.transform(data.subset(index)) for index in (train, val, test))
-    return GILTask("physionet2012", train_ds, val_ds, test_ds, kind="lstm", n_classes=2)
+    return GILTask("physionet2012", train_ds, val_ds, test_ds, kind=PREDICTOR_OF["physionet2012"], n_classes=2)
 
 
 def as_sequences(task: GILTask, steps: int) -> GILTask:

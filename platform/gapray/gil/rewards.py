@@ -32,5 +32,6 @@ def distributional_difference(features: torch.Tensor, labels: torch.Tensor) -> t
 
 
 def gil_reward(loss: float, difference: float | None = None, coefficient: float = 10.0) -> float:
-    """``R = -E(y, y_hat)`` (GIL, Sec. 2.3) or ``-E + c * D`` (GIL-D, Sec. 2.4; paper ``c = 10``)."""
+    """``R = -E(y, y_hat)`` (GIL, Sec. 2.3) or ``-E + c * D`` (GIL-D, Sec. 2.4: the paper only asks
+    ``c > 0``; the reference code uses ``c = 10`` for the MLP and ``c = 5`` for the LSTM)."""
     return -loss if difference is None else -loss + coefficient * difference

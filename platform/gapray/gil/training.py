@@ -1,8 +1,10 @@
 """Training a GIL predictor with an importance policy, and evaluating it.
 
 :class:`PredictorSession` is the one training engine: it owns the predictor, Adam and the
-learning-rate schedule (reference: 1e-3 decaying x0.9 every 750 steps, continuously as TF's
-``exponential_decay``), and splits a step in two so that the RL environment can read the
+learning-rate schedule (continuous exponential decay, as TF's ``exponential_decay``; per
+predictor, :meth:`TrainingConfig.schedule`: the reference MLP decays 1e-3 by x0.9 every 750
+steps, the reference LSTM keeps 5e-4 constant), the reference's optional L2 regulariser
+(:attr:`TrainingConfig.l2`), and splits a step in two so that the RL environment can read the
 forward pass before choosing the importance: :meth:`PredictorSession.forward_for_update`
 then :meth:`PredictorSession.update` (importance applied per GIL Eq. 4 through
 :class:`~gapray.gil.importance.DeferredImportance`). :class:`GILTrainer` drives a session
@@ -28,7 +30,15 @@ from gapray.data.dataset import DatasetError, TimeSeriesDataset
 from gapray.gil.datasets import GILTask
 from gapray.gil.importance import DeferredImportance
 from gapray.gil.policies import get_policy
-from gapray.gil.predictors import Predictor, PredictorOutput, build_predictor, resolve_placeholder
+from gapray.gil.predictors import (
+    MLP_INITS,
+    Predictor,
+    PredictorOutput,
+    build_predictor,
+    evaluation_mode,
+    frozen_batch_statistics,
+    resolve_placeholder,
+)
 from gapray.metrics import classification_scores
 
 
@@ -41,11 +51,27 @@ class TrainingConfig:
     batch_size: int = 128
     """Mini-batch size (paper: 128)."""
     learning_rate: float = 1e-3
-    """Adam's initial learning rate."""
+    """Adam's initial learning rate (reference MLP: 1e-3)."""
     lr_decay_rate: float = 0.9
-    """Learning-rate factor per ``lr_decay_steps`` (continuous exponential decay)."""
+    """Learning-rate factor per ``lr_decay_steps`` (continuous exponential decay; reference MLP 0.9)."""
     lr_decay_steps: int = 750
-    """Steps over which the learning rate decays by ``lr_decay_rate``."""
+    """Steps over which the learning rate decays by ``lr_decay_rate`` (reference MLP 750)."""
+    lstm_learning_rate: float | None = None
+    """The LSTM's initial learning rate; None: ``learning_rate``. Reference LSTM: 5e-4
+    (``seq_lstm_GIL_train.py`` line 22)."""
+    lstm_lr_decay_rate: float | None = None
+    """The LSTM's decay factor per ``lr_decay_steps``; None: ``lr_decay_rate``. Reference LSTM: 1.0,
+    a constant learning rate (``seq_lstm_GIL_train.py`` line 26)."""
+    l2: float = 0.0
+    """Weight of the reference's L2 regulariser: ``l2 * mean_k(sum(w_k^2) / 2)`` over the predictor's
+    ``regularized_parameters()`` (slim's ``l2_regularizer`` per tensor, then ``tf.reduce_mean`` of
+    the collection: ``tabular_mlp_GIL_train.py`` line 178). Like the reference's per-sample
+    gradients, its gradient on the encoder weight is scaled per input column by the batch's mean
+    importance. Reference: MLP 0.02, MLP GIL-D 0.1, LSTM 0.005 (on the output bias only); 0 = off."""
+    mlp_batch_norm: bool = False
+    """BatchNorm in the MLP's hidden layers (:class:`~gapray.gil.predictors.SlimBatchNorm`; reference True)."""
+    mlp_init: str = "default"
+    """MLP weights: ``default`` (PyTorch) or ``reference`` (U(0.001, 0.01), biases 0)."""
     hidden_sizes: tuple[int, ...] = (500, 500)
     """MLP hidden widths; the first layer is the encoder (paper: 500-500 MNIST, 1000-1000 tabular)."""
     lstm_hidden_size: int = 1024
@@ -71,8 +97,24 @@ class TrainingConfig:
         for name in ("steps", "batch_size", "lr_decay_steps", "lstm_hidden_size"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"TrainingConfig.{name} must be positive, got {getattr(self, name)}")
+        for name in ("learning_rate", "lr_decay_rate", "lstm_learning_rate", "lstm_lr_decay_rate"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"TrainingConfig.{name} must be positive, got {value}")
+        if self.l2 < 0:
+            raise ValueError(f"TrainingConfig.l2 must be >= 0, got {self.l2}")
+        if self.mlp_init not in MLP_INITS:
+            raise ValueError(f"TrainingConfig.mlp_init must be one of {MLP_INITS}, got {self.mlp_init!r}")
         if self.select_metric not in ("accuracy", "auc", "ap"):
             raise ValueError(f"TrainingConfig.select_metric must be accuracy, auc or ap, got {self.select_metric!r}")
+
+    def schedule(self, kind: str) -> tuple[float, float, int]:
+        """``(initial learning rate, decay factor, decay steps)`` of the predictor ``kind``."""
+        if kind == "lstm":
+            return (self.learning_rate if self.lstm_learning_rate is None else self.lstm_learning_rate,
+                    self.lr_decay_rate if self.lstm_lr_decay_rate is None else self.lstm_lr_decay_rate,
+                    self.lr_decay_steps)
+        return self.learning_rate, self.lr_decay_rate, self.lr_decay_steps
 
 
 class TaskTensors(NamedTuple):
@@ -168,9 +210,11 @@ class PredictorSession:
         self.predictor, self.train, self.config = predictor, train, config
         if config.flush_denormal and train.x.device.type == "cpu":
             torch.set_flush_denormal(True)
-        self.optimizer = torch.optim.Adam(predictor.parameters(), lr=config.learning_rate)
-        factor = config.lr_decay_rate ** (1.0 / config.lr_decay_steps)
+        learning_rate, decay_rate, decay_steps = config.schedule(predictor.kind)
+        self.optimizer = torch.optim.Adam(predictor.parameters(), lr=learning_rate)
+        factor = decay_rate ** (1.0 / decay_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: factor ** step)
+        self._regularized = predictor.regularized_parameters() if config.l2 > 0 else []
         self.steps_done = 0
         self.deferred = deferred_importance_is_exact(predictor, train) if deferred is None else deferred
         """Reuse the observation's forward pass for the update (:class:`DeferredImportance`);
@@ -196,29 +240,59 @@ class PredictorSession:
             pending.deferred.apply(importance)
             pending.loss.backward()
         else:
-            logits = self.predictor(pending.x, pending.lengths, importance=importance).logits
+            with frozen_batch_statistics(self.predictor):  # forward_for_update already moved them
+                logits = self.predictor(pending.x, pending.lengths, importance=importance).logits
             F.cross_entropy(logits, pending.y).backward()
+        if self._regularized:
+            self._add_l2_gradient(importance)
         self.optimizer.step()
         self.scheduler.step()
         self.steps_done += 1
         return float(pending.loss.detach())
 
+    @torch.no_grad()
+    def _add_l2_gradient(self, importance: torch.Tensor) -> None:
+        """Add the gradient of :attr:`TrainingConfig.l2`'s regulariser. The reference adds the
+        regulariser to every sample's loss before its per-sample gradients are weighted, so on the
+        encoder weight (the first regularised tensor) column ``j`` of the decay is scaled by
+        ``mean_i a_ij`` (mean over the batch's rows, and steps for the LSTM)."""
+        coefficient = self.config.l2 / len(self._regularized)
+        encoder = self.predictor.encoder_weight
+        for tensor in self._regularized:
+            decay = coefficient * tensor.detach()
+            if tensor is encoder:
+                decay = decay * importance.reshape(-1, importance.shape[-1]).mean(dim=0).to(decay.dtype)
+            if tensor.grad is None:
+                tensor.grad = decay
+            else:
+                tensor.grad.add_(decay)
+
+    def l2_penalty(self) -> float:
+        """The value of :attr:`TrainingConfig.l2`'s regulariser with the current weights (0 when off)."""
+        if not self._regularized:
+            return 0.0
+        terms = [float(t.detach().pow(2).sum()) / 2.0 for t in self._regularized]
+        return self.config.l2 * sum(terms) / len(terms)
+
     @torch.inference_mode()
     def evaluate_batch(self, batch: torch.Tensor | PendingUpdate) -> tuple[float, PredictorOutput]:
         """Loss and outputs of a batch (training row indices, or a pending update's batch) with
-        the current weights, without autograd."""
+        the current weights, without autograd; BatchNorm uses the batch's statistics, as the
+        training forward does, without moving its running averages."""
         x, lengths, y = self._batch(batch) if isinstance(batch, torch.Tensor) else batch[1:4]
-        output = self.predictor(x, lengths)
+        with frozen_batch_statistics(self.predictor):
+            output = self.predictor(x, lengths)
         return float(F.cross_entropy(output.logits, y)), output
 
     @torch.no_grad()
     def predict_proba(self, data: TaskTensors, chunk: int = 2048) -> np.ndarray:
-        """Class probabilities ``[N, C]`` for a split."""
+        """Class probabilities ``[N, C]`` for a split (eval mode: BatchNorm's running averages)."""
         parts = []
-        for start in range(0, len(data.y), chunk):
-            stop = start + chunk
-            lengths = None if data.lengths is None else data.lengths[start:stop]
-            parts.append(torch.softmax(self.predictor(data.x[start:stop], lengths).logits, dim=-1))
+        with evaluation_mode(self.predictor):
+            for start in range(0, len(data.y), chunk):
+                stop = start + chunk
+                lengths = None if data.lengths is None else data.lengths[start:stop]
+                parts.append(torch.softmax(self.predictor(data.x[start:stop], lengths).logits, dim=-1))
         return torch.cat(parts).cpu().numpy()
 
     def scores(self, data: TaskTensors) -> dict[str, float]:
@@ -255,7 +329,8 @@ def seeded_predictor(task: GILTask, config: TrainingConfig, seed: int) -> Predic
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         predictor = build_predictor(task.kind, task.n_features, task.n_classes, config.hidden_sizes,
-                                    config.lstm_hidden_size)
+                                    config.lstm_hidden_size, mlp_batch_norm=config.mlp_batch_norm,
+                                    mlp_init=config.mlp_init)
     return predictor.to(config.device)
 
 

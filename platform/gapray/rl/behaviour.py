@@ -8,9 +8,14 @@ Reference choices (``gaoqitong/gradient-importance-learning``):
 
 * one draw per env step decides the branch for the whole ``[B, d]`` action
   (``granularity="step"``); ``"row"`` draws per row instead (our option);
-* the random importance mixes two normals truncated to ``[0, 1]``, centred at 0 and 1 with
-  sigma 0.2 (the reference takes half of the entries from each, shuffled; we draw the
-  mode of each entry with probability 1/2);
+* the random importance draws from two normals truncated to ``[0, 1]``, centred at 0 and 1
+  with sigma 0.2. The reference LSTM script takes exactly half of the entries from each,
+  shuffled (``seq_lstm_GIL_train.py`` line 345). The reference MLP script asks for
+  ``num_input * (timesteps // 2) * batch_size`` entries at 0 and
+  ``num_input * (timesteps // 2 + 1) * batch_size`` at 1 with ``timesteps = 1``
+  (``tabular_mlp_GIL_train.py`` line 258): ``timesteps // 2 = 0``, so *every* entry comes from
+  the normal centred at 1. We draw each entry's mode independently, at 1 with probability
+  ``random_share_at_one`` (default 1/2, the LSTM script's share; 1.0 = the MLP script);
 * the heuristic is ``a = 1 - missing`` = the *observed* indicator: importance 1 on observed
   entries and 0 on missing ones. ``m`` below follows the gapray convention (1 = observed);
 * ``p2`` and ``p3`` decay geometrically per step: tabular ``0.5 / 0.4`` by ``x0.999`` down to
@@ -45,6 +50,10 @@ class BehaviourPolicyConfig:
     """``p3`` never decays below this."""
     random_sigma: float = 0.2
     """Standard deviation of the two truncated normals (at 0 and at 1) of the random branch."""
+    random_share_at_one: float = 0.5
+    """Probability that an entry of the random branch comes from the normal centred at 1 (else at
+    0). 0.5: half and half (reference LSTM). Reference MLP: 1.0 (its ``timesteps // 2 = 0`` leaves
+    no entry at 0, so random actions are all near 1)."""
     granularity: str = "step"
     """``"step"``: one branch per env step (reference); ``"row"``: one branch per row."""
 
@@ -60,19 +69,26 @@ class BehaviourPolicyConfig:
                 raise ValueError(f"BehaviourPolicyConfig.{name} must lie in (0, 1], got {getattr(self, name)}")
         if self.random_sigma <= 0:
             raise ValueError(f"BehaviourPolicyConfig.random_sigma must be > 0, got {self.random_sigma}")
+        if not 0.0 <= self.random_share_at_one <= 1.0:
+            raise ValueError(f"BehaviourPolicyConfig.random_share_at_one must lie in [0, 1], "
+                             f"got {self.random_share_at_one}")
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"BehaviourPolicyConfig.granularity must be one of {GRANULARITIES}, "
                              f"got {self.granularity!r}")
 
     @classmethod
-    def tabular(cls) -> BehaviourPolicyConfig:
-        """Reference MLP (tabular) setting: p3 0.4, p2 0.5, x0.999 per step, floors 0.2 / 0.3."""
-        return cls()
+    def tabular(cls, random_share_at_one: float = 0.5) -> BehaviourPolicyConfig:
+        """Reference MLP (tabular) probabilities: p3 0.4, p2 0.5, x0.999 per step, floors 0.2 / 0.3
+        (``tabular_mlp_GIL_train.py`` lines 30-33, 309-312). Its random branch is the reference's
+        with ``random_share_at_one=1.0``; the default keeps half the entries near 0."""
+        return cls(random_share_at_one=random_share_at_one)
 
     @classmethod
-    def lstm(cls) -> BehaviourPolicyConfig:
-        """Reference LSTM setting: p3 0.6, p2 0.15, x0.95 per step, no floors."""
-        return cls(p2=0.15, p3=0.6, p2_decay=0.95, p3_decay=0.95, p2_floor=0.0, p3_floor=0.0)
+    def lstm(cls, random_share_at_one: float = 0.5) -> BehaviourPolicyConfig:
+        """Reference LSTM setting: p3 0.6, p2 0.15, x0.95 per step, no floors, random entries half
+        near 0 and half near 1 (``seq_lstm_GIL_train.py`` lines 31-34, 345, 399-400)."""
+        return cls(p2=0.15, p3=0.6, p2_decay=0.95, p3_decay=0.95, p2_floor=0.0, p3_floor=0.0,
+                   random_share_at_one=random_share_at_one)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,9 +105,10 @@ def behaviour_probabilities(config: BehaviourPolicyConfig, step: int) -> tuple[f
 
 
 def random_importance(shape: torch.Size | tuple[int, ...], sigma: float = 0.2,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """Entries from ``0.5 TN(0, sigma; [0, 1]) + 0.5 TN(1, sigma; [0, 1])`` (inverse-CDF sampling)."""
-    mode = (torch.rand(shape, generator=generator) < 0.5).float()
+                      generator: torch.Generator | None = None, share_at_one: float = 0.5) -> torch.Tensor:
+    """Entries from ``(1 - q) TN(0, sigma; [0, 1]) + q TN(1, sigma; [0, 1])`` with ``q = share_at_one``
+    (inverse-CDF sampling)."""
+    mode = (torch.rand(shape, generator=generator) < share_at_one).float()
     # Standardised bounds of [0, 1] around each mode.
     lower = (0.0 - mode) / sigma
     upper = (1.0 - mode) / sigma
@@ -144,6 +161,6 @@ def behaviour_policy(actor_action: torch.Tensor, observed_mask: torch.Tensor, st
     expand = branch.reshape(*branch_shape, *([1] * (actor_action.ndim - len(branch_shape))))
     action = torch.where(expand == BRANCH_HEURISTIC, observed_mask.to(actor_action.dtype), actor_action)
     if bool((branch == BRANCH_RANDOM).any()):  # drawn only when some step/row takes the random branch
-        random_a = random_importance(actor_action.shape, config.random_sigma, generator)
+        random_a = random_importance(actor_action.shape, config.random_sigma, generator, config.random_share_at_one)
         action = torch.where(expand == BRANCH_RANDOM, random_a, action)
     return action, branch

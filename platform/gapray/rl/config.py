@@ -5,7 +5,9 @@ Reused from ``SACConfig``: the episode replay buffer, ``tau``, ``n_step``, ``act
 ``critic_lr``, ``twin_q``, ``training_intensity``, ``num_steps_sampled_before_learning_starts``
 and SAC's learner connector (adds ``NEXT_OBS``). Defaults follow the GIL reference
 (DESIGN.md sec. 4): actor/critic 400-300 with BatchNorm, sigmoid output, last layers from
-N(0, 1e-3), ``tau = 1e-3``, ``gamma = 0.99``, actor lr 1e-4, critic lr 1e-3.
+N(0, 1e-3), ``tau = 1e-3``, ``gamma = 0.99``, actor lr 1e-4, critic lr 1e-3 (the reference MLP
+script's; its LSTM script uses 5e-4 / 1e-4). The reference's critic L2 (0.01) is
+``critic_l2``, off by default.
 
 Unlike RLlib's default, ``normalize_actions`` is False: the module acts in the env's units.
 
@@ -131,7 +133,9 @@ class DDPGConfig(SACConfig):
             actor_output: ``"sigmoid"`` (reference) or ``"tanh"``, rescaled to the bounds.
             last_layer_init_std: std of the N(0, std) init of the output layers, or None.
             critic_loss: ``"mse"`` (DDPG) or ``"huber"``.
-            critic_l2: weight of ``sum(w^2)/2`` over the critic's hidden layers (reference 0.01).
+            critic_l2: weight of ``sum(w^2)/2`` over the tensors the reference regularises
+                (:meth:`gapray.rl.networks.Critic.regularized_parameters`: hidden weights, the
+                output bias); the reference uses 0.01; default 0 (off).
             target_policy_noise: TD3 target smoothing noise std (half-range units); 0 = off.
             target_noise_clip: TD3 clip of the smoothing noise.
             policy_delay: update the actor every this many critic updates (TD3: 2).

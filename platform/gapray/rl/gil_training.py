@@ -75,12 +75,34 @@ class GILDDPGSettings:
     placeholder: str = "auto"
     """Value of missing inputs: ``auto`` (reference: 0 for the MLP, 3 x max for the LSTM), ``zero``,
     ``3max`` or a number. With 0, ``a = m`` changes nothing (``x * m = x``): GIL-H equals ``ones``."""
+    d_coefficient: float = 10.0
+    """``c`` of GIL-D's reward ``-loss + c * D`` (Eq. 43). The paper only asks ``c > 0``; the reference
+    scripts use 10 (MLP) and 5 (LSTM)."""
+    reward_timing: str = "after_update"
+    """``after_update`` (paper, Algorithm 1) or ``before_update`` (the reference: the loss of the forward
+    pass that produced the gradient, so the reward does not depend on the step's action)."""
+    predictor_l2: float = 0.0
+    """The predictor's L2 regulariser (:attr:`gapray.gil.training.TrainingConfig.l2`). Reference: MLP
+    0.02, MLP GIL-D 0.1, LSTM 0.005 (output bias only); 0 = off."""
+    mlp_batch_norm: bool = False
+    """BatchNorm (TF-slim's) in the MLP predictor's hidden layers (reference: on)."""
+    mlp_init: str = "default"
+    """MLP predictor weights: ``default`` (PyTorch) or ``reference`` (U(0.001, 0.01), biases 0)."""
+    lstm_learning_rate: float | None = None
+    """LSTM predictor's Adam learning rate; None: the MLP's schedule (1e-3 x0.9 every 750 steps).
+    Reference LSTM: 5e-4."""
+    lstm_lr_decay_rate: float | None = None
+    """LSTM predictor's decay factor per 750 steps; None: 0.9. Reference LSTM: 1.0 (constant)."""
+    device: str = "cpu"
+    """Torch device of the predictor (``cuda``: each Tune trial also asks Ray for one GPU)."""
     rl_hiddens: str = "400,300"
     """Actor and critic hidden widths (reference 400-300)."""
     actor_lr: float = 1e-4
-    """Actor learning rate (reference tabular 1e-4)."""
+    """Actor learning rate (reference: MLP 1e-4, MLP GIL-D 5e-5, LSTM 5e-4)."""
     critic_lr: float = 1e-3
-    """Critic learning rate (reference tabular 1e-3)."""
+    """Critic learning rate (reference: MLP 1e-3, LSTM 1e-4)."""
+    critic_l2: float = 0.0
+    """Critic L2 weight on its hidden weights and output bias (reference 0.01; 0 = off)."""
     tau: float = 1e-3
     """Polyak coefficient (reference 1e-3)."""
     gamma: float = 0.99
@@ -104,6 +126,9 @@ class GILDDPGSettings:
     step as in the reference, with RLlib's per-update cost paid once per ``update_every`` steps."""
     behaviour: str = "auto"
     """Eq. 42 preset: ``tabular``, ``lstm`` or ``auto`` (by predictor)."""
+    random_share_at_one: float = 0.5
+    """Share of the random branch's entries drawn near 1 (rest near 0). Reference: LSTM 0.5; MLP 1.0
+    (its ``timesteps // 2 = 0`` draws every entry near 1)."""
     critic_join: str = "pre_activation"
     """``pre_activation`` (Lillicrap) or ``post_activation`` (the reference's additive critic)."""
     iterations: int = 10
@@ -132,6 +157,34 @@ class GILDDPGSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.gradient_steps is not None and int(self.gradient_steps) < 1:
             raise ValueError(f"gradient_steps must be >= 1 or None, got {self.gradient_steps}")
+        if self.critic_l2 < 0 or self.predictor_l2 < 0:
+            raise ValueError(f"critic_l2 and predictor_l2 must be >= 0, got {self.critic_l2}, {self.predictor_l2}")
+        if not 0.0 <= self.random_share_at_one <= 1.0:
+            raise ValueError(f"random_share_at_one must lie in [0, 1], got {self.random_share_at_one}")
+        if self.device.startswith("cuda") and self.num_env_runners:
+            raise ValueError("device cuda runs the env in the trial's process: it needs num_env_runners=0, "
+                             f"got {self.num_env_runners}")
+
+    def with_reference_choices(self) -> GILDDPGSettings:
+        """These settings with every choice of the reference scripts that gapray offers as an option
+        (``docs/gil_reproduction.md``), for this dataset's predictor and reward: MLP: BatchNorm, U(0.001,
+        0.01) init, L2 0.02 (GIL-D 0.1), actor lr 1e-4 (GIL-D 5e-5), critic lr 1e-3, random actions all
+        near 1, ``c = 10``; LSTM: Adam at a constant 5e-4, L2 0.005, actor/critic lr 5e-4 / 1e-4,
+        random actions half near 1, ``c = 5``; both: critic L2 0.01, the additive critic, the reward
+        of the loss before the update. Sizes, steps and seeds are left as they are."""
+        from gapray.gil.datasets import PREDICTOR_OF
+
+        common: dict[str, Any] = {"critic_l2": 0.01, "critic_join": "post_activation",
+                                  "reward_timing": "before_update"}
+        if PREDICTOR_OF[self.dataset] == "lstm":
+            choices = {"lstm_learning_rate": 5e-4, "lstm_lr_decay_rate": 1.0, "predictor_l2": 0.005,
+                       "actor_lr": 5e-4, "critic_lr": 1e-4, "random_share_at_one": 0.5, "d_coefficient": 5.0}
+        else:
+            gil_d = self.reward == "gil-d"
+            choices = {"mlp_batch_norm": True, "mlp_init": "reference", "predictor_l2": 0.1 if gil_d else 0.02,
+                       "actor_lr": 5e-5 if gil_d else 1e-4, "critic_lr": 1e-3, "random_share_at_one": 1.0,
+                       "d_coefficient": 10.0}
+        return dataclasses.replace(self, **common, **choices)
 
     def env_config(self, **overrides: Any) -> dict[str, Any]:
         """The ``GILEnv`` config dict of this run."""
@@ -140,7 +193,11 @@ class GILDDPGSettings:
                   "horizon": self.horizon, "batch_size": self.batch_size,
                   "hidden_sizes": (self.mlp_hidden, self.mlp_hidden), "lstm_hidden_size": self.lstm_hidden,
                   "max_train_samples": self.max_train_samples, "max_val_samples": self.max_val_samples,
-                  "placeholder": _placeholder(self.placeholder), "seed": self.seed}
+                  "placeholder": _placeholder(self.placeholder), "seed": self.seed,
+                  "d_coefficient": self.d_coefficient, "reward_timing": self.reward_timing, "l2": self.predictor_l2,
+                  "mlp_batch_norm": self.mlp_batch_norm, "mlp_init": self.mlp_init,
+                  "lstm_learning_rate": self.lstm_learning_rate, "lstm_lr_decay_rate": self.lstm_lr_decay_rate,
+                  "device": self.device}
         config.update(overrides)
         return config
 
@@ -184,10 +241,11 @@ def build_ddpg_config(settings: GILDDPGSettings) -> Any:
     import gapray_envs
     from gapray.rl.config import DDPGConfig
 
-    env = probe_env(settings)
+    env = probe_env(dataclasses.replace(settings, device="cpu"))  # layout only; the driver may have no GPU
     kind = env.task.kind
     preset = settings.behaviour if settings.behaviour != "auto" else ("lstm" if kind == "lstm" else "tabular")
-    behaviour = BehaviourPolicyConfig.lstm() if preset == "lstm" else BehaviourPolicyConfig.tabular()
+    behaviour = (BehaviourPolicyConfig.lstm if preset == "lstm" else BehaviourPolicyConfig.tabular)(
+        random_share_at_one=settings.random_share_at_one)
     capacity = max(settings.replay_rows // env.n_rows, 4 * settings.train_batch_steps)
     hiddens = _hiddens(settings.rl_hiddens)
     name = gapray_envs.register_rllib_env()
@@ -196,7 +254,8 @@ def build_ddpg_config(settings: GILDDPGSettings) -> Any:
         .environment(name, env_config=settings.env_config(), normalize_actions=False, clip_actions=True)
         .env_runners(num_env_runners=settings.num_env_runners, rollout_fragment_length=settings.update_every)
         .training(actor_hiddens=hiddens, critic_hiddens=hiddens, critic_join=settings.critic_join,
-                  actor_lr=settings.actor_lr, critic_lr=settings.critic_lr, tau=settings.tau, gamma=settings.gamma,
+                  actor_lr=settings.actor_lr, critic_lr=settings.critic_lr, critic_l2=settings.critic_l2,
+                  tau=settings.tau, gamma=settings.gamma,
                   train_batch_size_per_learner=settings.train_batch_steps,
                   train_rows_per_step=settings.train_rows_per_step,
                   gradient_steps_per_update=(settings.update_every if settings.gradient_steps is None
@@ -447,6 +506,22 @@ def gil_ddpg_trial(config: dict[str, Any]) -> None:
         raise
 
 
+def with_predictor_gpu(resources: PlacementGroupFactory, device: str, cluster_gpus: float) -> PlacementGroupFactory:
+    """The trial's placement group, plus one GPU in its first bundle (the trial's own process, where
+    the env and its predictor run) when the predictor runs on CUDA: Ray hides the GPUs from a
+    process that did not ask for one. Fails when the cluster has no GPU (Tune would otherwise keep
+    the trial pending for ever)."""
+    if not device.startswith("cuda"):
+        return resources
+    if cluster_gpus < 1:
+        raise ValueError(f"device {device!r} needs a GPU, but the Ray cluster has {cluster_gpus:g}")
+    from ray.tune.execution.placement_groups import PlacementGroupFactory
+
+    bundles = [dict(bundle) for bundle in resources.bundles]
+    bundles[0]["GPU"] = bundles[0].get("GPU", 0.0) + 1.0
+    return PlacementGroupFactory(bundles, strategy=resources.strategy)
+
+
 @dataclass
 class GILDDPGOutcome:
     """What :func:`run_gil_ddpg` returns (also written as JSON)."""
@@ -505,6 +580,7 @@ def run_gil_ddpg(settings: GILDDPGSettings, *, tracking_uri: str = "sqlite:///ml
         # Algorithm.default_resource_request returns a PlacementGroupFactory (its Resources
         # alternative is the old API stack's).
         resources = cast("PlacementGroupFactory", DDPG.default_resource_request(build_ddpg_config(settings)))
+        resources = with_predictor_gpu(resources, settings.device, ray.cluster_resources().get("GPU", 0.0))
         trainable = tune.with_resources(gil_ddpg_trial, resources)
         tuner = Tuner(trainable, param_space=param_space,
                       tune_config=TuneConfig(num_samples=num_samples),  # best trial picked below, on validation

@@ -138,7 +138,28 @@ class Critic(nn.Module):
             hidden = self.state_body(state) + self.action_branch(action)
         return self.out(hidden).squeeze(-1)
 
+    def regularized_parameters(self) -> list[nn.Parameter]:
+        """The tensors the reference's slim ``l2_regularizer`` covers (``qnetwork.py`` 158-170):
+        the weight of every hidden linear layer (state branch, join, action branch), the bias of
+        those not followed by BatchNorm (slim creates no bias before a normaliser), and the output
+        layer's bias (its weight regulariser is turned off, the bias one is inherited). Never the
+        BatchNorm offsets and scales."""
+        tensors: list[nn.Parameter] = []
+        for module in self.modules():
+            if isinstance(module, nn.Sequential) and len(module) and isinstance(module[0], nn.Linear):  # a _block
+                linear = cast(nn.Linear, module[0])
+                tensors.append(linear.weight)
+                if linear.bias is not None and not isinstance(module[1], nn.BatchNorm1d):
+                    tensors.append(linear.bias)
+        if self.join == "pre_activation":
+            tensors += [p for p in (self.state_join.weight, self.state_join.bias) if p is not None]
+            tensors.append(cast(nn.Linear, self.action_branch).weight)
+        tensors.append(self.out.bias)
+        return tensors
+
     def l2_penalty(self) -> torch.Tensor:
-        """``sum(w^2) / 2`` over the hidden layers (the reference's slim ``l2_regularizer``)."""
-        params = [p for name, p in self.named_parameters() if not name.startswith("out.")]
-        return sum((p.pow(2).sum() for p in params), torch.zeros(())) / 2.0
+        """``sum(w^2) / 2`` over :meth:`regularized_parameters` (slim's ``l2_regularizer`` per tensor,
+        summed as the reference's critic loss does: ``qnetwork.py`` line 137). With
+        ``DDPGConfig.training(critic_l2=0.01)`` (the reference's weight) the critic's gradient on
+        each of these tensors grows by ``0.01 * w``."""
+        return sum((p.pow(2).sum() for p in self.regularized_parameters()), torch.zeros(())) / 2.0
