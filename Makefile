@@ -7,7 +7,7 @@ TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 
 DATA_DIR ?= $(if $(GAPRAY_DATA_DIR),$(GAPRAY_DATA_DIR),../shared/data)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint mutate install clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -29,6 +29,13 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[dev]"
 	$(VENV)/bin/ruff check platform envs tests tuning benchmarks
+
+# Mutation testing (mutmut 3) of the equation and wiring modules against their fast tests; writes
+# benchmarks/results/mutation.md. About an hour on 2 shared cores: not part of `make test`.
+# MUTATE_ARGS="--modules baselines dml" picks modules.
+mutate: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[dev]"
+	OMP_NUM_THREADS=1 nice -n 10 $(PY) benchmarks/mutation.py $(MUTATE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -43,4 +43,6 @@ def test_packages_import_from_installed_distribution() -> None:
     import gapray_envs
 
     assert Path(gapray.__file__).resolve().is_relative_to(REPO_ROOT / "platform") or "site-packages" in gapray.__file__
-    assert gapray_envs.__name__ == "gapray_envs"
+    assert Path(gapray_envs.__file__).resolve().is_relative_to(REPO_ROOT / "envs") or \
+        "site-packages" in gapray_envs.__file__
+    assert Path(gapray_envs.__file__).resolve().parent.name == "gapray_envs"  # the package, not a stray module

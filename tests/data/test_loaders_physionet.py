@@ -41,12 +41,17 @@ def test_set_a_has_the_published_shape_missing_rate_and_positives(cold_load) -> 
     assert dataset.record_ids is not None and np.all(np.diff(dataset.record_ids) > 0)
 
 
-def test_cold_parse_is_under_30_s_and_cache_hit_under_1_s(cold_load, data_dir: Path, physionet_cache: Path) -> None:
-    dataset, cold_seconds = cold_load
-    assert cold_seconds < 30.0
-    start = time.perf_counter()
+def test_second_load_reads_the_cache_without_parsing(cold_load, data_dir: Path, physionet_cache: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache hit returns the same arrays and never parses the records again (wall times of the
+    cold parse and the cache hit: ``benchmarks/timings.py``)."""
+    dataset, _ = cold_load
+
+    def no_parsing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the records were parsed again instead of read from the cache")
+
+    monkeypatch.setattr("gapray.data.loaders.physionet.parse_physionet_records", no_parsing)
     cached = load_physionet2012(data_dir / "physionet2012", "a", cache_dir=physionet_cache, progress=False)
-    assert time.perf_counter() - start < 1.0
     np.testing.assert_array_equal(cached.X, dataset.X)
     np.testing.assert_array_equal(cached.y, dataset.y)
     np.testing.assert_array_equal(cached.record_ids, dataset.record_ids)

@@ -10,43 +10,45 @@ from gapray.imputation import LOCFImputer, MeanImputer
 
 nan = np.nan
 
-# training data: 2 records x 3 steps x 3 features. Feature 0 observed 1, 3, 5, 7 -> mean 4;
-# feature 1 observed 2 and -4 -> mean -1; feature 2 never observed -> mean 0.
+# training data: 2 records x 3 steps x 4 features. Feature 0 observed 1, 3, 5, 7 -> mean 4;
+# feature 1 observed 2 and -4 -> mean -1; feature 2 never observed -> mean 0; feature 3 observed
+# once, 9 -> mean 9.
 TRAIN = np.array([
-    [[1.0, 2.0, nan], [3.0, nan, nan], [nan, nan, nan]],
-    [[5.0, nan, nan], [7.0, -4.0, nan], [nan, nan, nan]],
+    [[1.0, 2.0, nan, nan], [3.0, nan, nan, nan], [nan, nan, nan, 9.0]],
+    [[5.0, nan, nan, nan], [7.0, -4.0, nan, nan], [nan, nan, nan, nan]],
 ], dtype=np.float32)
-MEANS = [4.0, -1.0, 0.0]
+MEANS = [4.0, -1.0, 0.0, 9.0]
 
-# test data: 1 record x 5 steps x 3 features
+# test data: 1 record x 5 steps x 4 features
 TEST = np.array([[
-    [nan, 10.0, nan],
-    [2.0, nan, nan],
-    [nan, nan, 6.0],
-    [nan, 20.0, nan],
-    [8.0, nan, nan],
+    [nan, 10.0, nan, nan],
+    [2.0, nan, nan, nan],
+    [nan, nan, 6.0, 1.0],
+    [nan, 20.0, nan, nan],
+    [8.0, nan, nan, nan],
 ]], dtype=np.float32)
 
 LOCF_TABLE = np.array([[
-    [4.0, 10.0, 0.0],  # feature 0 and 2 not observed yet: their training means
-    [2.0, 10.0, 0.0],
-    [2.0, 10.0, 6.0],
-    [2.0, 20.0, 6.0],
-    [8.0, 20.0, 6.0],
+    [4.0, 10.0, 0.0, 9.0],  # features 0, 2 and 3 not observed yet: their training means
+    [2.0, 10.0, 0.0, 9.0],
+    [2.0, 10.0, 6.0, 1.0],
+    [2.0, 20.0, 6.0, 1.0],
+    [8.0, 20.0, 6.0, 1.0],
 ]], dtype=np.float32)
 
 MEAN_TABLE = np.array([[
-    [4.0, 10.0, 0.0],
-    [2.0, -1.0, 0.0],
-    [4.0, -1.0, 6.0],
-    [4.0, 20.0, 0.0],
-    [8.0, -1.0, 0.0],
+    [4.0, 10.0, 0.0, 9.0],
+    [2.0, -1.0, 0.0, 9.0],
+    [4.0, -1.0, 6.0, 1.0],
+    [4.0, 20.0, 0.0, 9.0],
+    [8.0, -1.0, 0.0, 9.0],
 ]], dtype=np.float32)
 
 
 def test_fit_stores_the_per_feature_mean_of_observed_training_values() -> None:
     for imputer in (MeanImputer(), LOCFImputer()):
         assert imputer.fit(TimeSeriesDataset(X=TRAIN)) == []
+        assert imputer.feature_mean is not None and imputer.feature_mean.dtype == np.float32
         np.testing.assert_array_equal(imputer.feature_mean, np.array(MEANS, dtype=np.float32))
 
 
@@ -94,7 +96,11 @@ def test_unfitted_and_mismatched_inputs_are_refused() -> None:
         LOCFImputer().impute(TEST)
     imputer = MeanImputer()
     imputer.fit(TimeSeriesDataset(X=TRAIN))
-    with pytest.raises(DatasetError, match="2 features, the model was fitted on 3"):
-        imputer.impute(TEST[..., :2])
-    with pytest.raises(DatasetError, match="X_ori"):
-        imputer.evaluate(TimeSeriesDataset(X=TEST))
+    with pytest.raises(DatasetError, match=r"^test \(toy\) has 2 features, the model was fitted on 4"):
+        imputer.impute(TimeSeriesDataset(X=TEST[..., :2], name="toy"))
+    with pytest.raises(DatasetError, match=r"^test \(toy\) has no artificially removed entries"):
+        imputer.evaluate(TimeSeriesDataset(X=TEST, name="toy"))
+    with pytest.raises(DatasetError, match=r"^test \(toy\) has no artificially removed entries"):
+        imputer.evaluate(TimeSeriesDataset(X=TEST, X_ori=TEST.copy(), name="toy"))  # nothing was removed
+    with pytest.raises(DatasetError, match=r"^train \(toy\) is empty"):
+        MeanImputer().fit(TimeSeriesDataset(X=np.zeros((0, 5, 4), dtype=np.float32), name="toy"))

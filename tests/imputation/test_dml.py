@@ -67,7 +67,9 @@ def test_pooling_and_gradient_reach_the_attention(pooling: str) -> None:
     loss.backward()
     assert hidden_f.grad is not None and hidden_f.grad.abs().sum() > 0
     assert head.encoder.layers[0].linear1.weight.grad.abs().sum() > 0
-    assert pool_representation(torch.arange(6.0).reshape(1, 3, 2), pooling).shape == (1, 2)
+    # a sequence [[0, 1], [2, 3], [4, 5]]: the first token, the last one, or their mean
+    expected = {"cls": [[0.0, 1.0]], "last": [[4.0, 5.0]], "mean": [[2.0, 3.0]]}[pooling]
+    assert torch.equal(pool_representation(torch.arange(6.0).reshape(1, 3, 2), pooling), torch.tensor(expected))
 
 
 def test_dml_term_is_added_for_brits_and_deari() -> None:

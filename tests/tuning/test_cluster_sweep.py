@@ -58,10 +58,11 @@ def test_trials_spread_over_both_nodes_and_all_finish(sweep: tuple[MlflowRest, d
     assert len(table) == 4 and {row["status"] for row in table} == {"TERMINATED"}
     assert all(row["epochs"] == 2 for row in table)  # grace period = max epochs: ASHA stopped none
     maes = [row["val_mae"] for row in table]
-    assert maes == sorted(maes) and all(0 < m < 2 for m in maes)
+    assert maes == sorted(maes) and len(set(maes)) == len(maes)  # sorted; distinct configs score differently
     assert len(outcome["nodes"]) == 2 and set(outcome["node_ids_reported"]) == set(outcome["nodes"]), (
         outcome["node_ids_reported"], outcome["nodes"], outcome["stdout"][-3000:])
-    assert 0 < outcome["test_metrics"]["mae"] < 2 and 0 < outcome["test_metrics"]["mre"] < 2
+    # MRE = MAE / mean|x| over the same held-out entries; z-scored values have mean|x| in (2/3, 1) (Jensen: <= RMS = 1)
+    assert outcome["test_metrics"]["mae"] < outcome["test_metrics"]["mre"] < 1.5 * outcome["test_metrics"]["mae"]
     assert "Sweep two-node: 4 trials" in outcome["stdout"] and "Test set (best trial" in outcome["stdout"]
 
 

@@ -1,0 +1,284 @@
+"""Mutation testing of the equation and wiring modules with mutmut 3 (issue 17).
+
+mutmut changes one thing at a time in the code (an operator, a constant, an argument) and
+runs the tests that reach the changed function; a mutant that no test notices *survives*.
+The modules are BRITS/DEARI's ``layers.py``, ``rits.py``, ``brits/core.py``, ``deari/core.py``,
+the baselines, the DML loss, GIL's importance trick and the step logic of the GIL env
+(``reset``, ``step``, ``_check_action``, ``_prepare_next_batch``; the rest of ``gil_env.py`` is
+marked ``# pragma: no mutate block`` in the staged copy only).
+
+mutmut names modules after their path and puts only ``./``, ``src/`` or ``source/`` on
+``sys.path``; our source roots are ``platform/`` and ``envs/`` (no ``__init__.py``, so they
+cannot be renamed). So the script stages a copy under ``build/mutation/``: ``src/gapray``,
+``src/gapray_envs``, the fast tests that cover the modules, and a ``pyproject.toml`` with the
+mutmut settings. The editable install's finder comes after ``sys.path`` on the meta path, so
+the tests import the mutated copy. Nothing in the repository is modified.
+
+How to run this script
+----------------------
+::
+
+    make mutate                                      # all modules, one worker, niced
+    python benchmarks/mutation.py --modules baselines dml   # some modules
+    python benchmarks/mutation.py --report-only      # rewrite the report from the last run
+
+Results are cached in ``build/mutation`` (``--fresh`` starts over); ``cd build/mutation &&
+mutmut show NAME`` prints one mutant's diff.
+
+Results to expect
+-----------------
+``benchmarks/results/mutation.md`` (and ``.json``): per module the mutants, killed, survived,
+the survivors judged equivalent (listed in :data:`EQUIVALENT` with the reason) and the score
+``killed / (total - equivalent - no tests)``; then every surviving mutant with its diff and
+the reason it is equivalent or not worth killing. A full run takes about an hour on this 2-core
+machine shared with other jobs; it is not part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    """Short name used by ``--modules`` and in the report."""
+    source: str
+    """Path in the repository."""
+    staged: str
+    """Path in the staged ``src/`` tree."""
+    dotted: str
+    """Import name (mutmut's mutant names start with it)."""
+
+
+MODULES = [
+    Module("layers", "platform/gapray/imputation/layers.py", "src/gapray/imputation/layers.py",
+           "gapray.imputation.layers"),
+    Module("rits", "platform/gapray/imputation/rits.py", "src/gapray/imputation/rits.py", "gapray.imputation.rits"),
+    Module("brits_core", "platform/gapray/imputation/brits/core.py", "src/gapray/imputation/brits/core.py",
+           "gapray.imputation.brits.core"),
+    Module("deari_core", "platform/gapray/imputation/deari/core.py", "src/gapray/imputation/deari/core.py",
+           "gapray.imputation.deari.core"),
+    Module("baselines", "platform/gapray/imputation/baselines.py", "src/gapray/imputation/baselines.py",
+           "gapray.imputation.baselines"),
+    Module("dml", "platform/gapray/imputation/dml.py", "src/gapray/imputation/dml.py", "gapray.imputation.dml"),
+    Module("importance", "platform/gapray/gil/importance.py", "src/gapray/gil/importance.py",
+           "gapray.gil.importance"),
+    Module("gil_env", "envs/gapray_envs/gil_env.py", "src/gapray_envs/gil_env.py", "gapray_envs.gil_env"),
+]
+
+STEP_LOGIC = {"reset", "step", "_check_action", "_prepare_next_batch"}
+"""The functions of ``gil_env.py`` that are mutated (the env's step logic)."""
+
+TESTS = [
+    "tests/imputation/test_brits_equations.py",
+    "tests/imputation/test_wiring_brits.py",
+    "tests/imputation/test_wiring_deari.py",
+    "tests/imputation/test_loss_terms.py",
+    "tests/imputation/test_baselines_tables.py",
+    "tests/imputation/test_dml.py",
+    "tests/imputation/test_models.py",
+    "tests/gil/test_importance.py",
+    "tests/envs/test_gil_env.py",
+    "tests/envs/test_gil_env_wiring.py",
+]
+"""The fast tests that cover the modules (about a minute in all)."""
+
+DESELECT = ["tests/envs/test_gil_env.py::test_rllib_ppo_iteration_runs_on_the_registered_env"]
+"""Slow tests (a Ray session and an RLlib iteration) that reach no mutated line the others miss."""
+
+EQUIVALENT: dict[str, str] = {}
+"""Surviving mutants that cannot change behaviour, with the reason (reviewed by hand)."""
+
+NOT_WORTH_KILLING: dict[str, str] = {}
+"""Surviving mutants that change behaviour only where killing them would pin an incidental
+choice (an error message's wording, a tolerance), with the reason."""
+
+
+def mark_step_logic_only(source: str) -> str:
+    """``# pragma: no mutate block`` on the header of every function outside :data:`STEP_LOGIC`."""
+    lines = source.splitlines()
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node.name in STEP_LOGIC:
+            continue
+        for index in range(node.lineno - 1, node.body[0].lineno):  # the line that ends the header
+            code = lines[index].split("#")[0].rstrip()
+            if code.endswith(":"):
+                separator = " " if "#" in lines[index] else "  # "
+                lines[index] = lines[index] + separator + "pragma: no mutate block"
+                break
+        else:
+            raise ValueError(f"gil_env.py: no header line found for {node.name}")
+    return "\n".join(lines) + "\n"
+
+
+def stage(stage_dir: Path, modules: list[Module]) -> None:
+    """Copy the sources, the selected tests and a mutmut configuration into ``stage_dir``."""
+    src = stage_dir / "src"
+    for package, origin in (("gapray", ROOT / "platform" / "gapray"), ("gapray_envs", ROOT / "envs" / "gapray_envs")):
+        target = src / package
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(origin, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    env_file = src / "gapray_envs" / "gil_env.py"
+    env_file.write_text(mark_step_logic_only(env_file.read_text()))
+    tests = stage_dir / "tests"
+    if tests.exists():
+        shutil.rmtree(tests)
+    for folder in {Path(t).parent for t in TESTS} | {Path("tests")}:
+        (stage_dir / folder).mkdir(parents=True, exist_ok=True)
+    for name in [*TESTS, "tests/conftest.py"]:
+        shutil.copy2(ROOT / name, stage_dir / name)
+    selection = [*TESTS, *[f"--deselect={d}" for d in DESELECT]]
+    config = {
+        "source_paths": ["src"],
+        "only_mutate": [m.staged for m in modules],
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
+        "pytest_add_cli_args_test_selection": selection,
+        "process_isolation": "fork",
+        "timeout_multiplier": 20.0,
+        "timeout_constant": 30.0,
+    }
+    lines = ["[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in config.items()]
+    lines += ["", "[tool.pytest.ini_options]", 'addopts = "-ra --strict-markers"', "timeout = 900",
+              'filterwarnings = ["ignore::DeprecationWarning:ray.*"]']
+    (stage_dir / "pyproject.toml").write_text("\n".join(lines) + "\n")
+
+
+def mutmut_env() -> dict[str, str]:
+    data = os.environ.get("GAPRAY_DATA_DIR") or str(ROOT.parent / "shared" / "data")
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GAPRAY_DATA_DIR": data}
+
+
+def mutmut(stage_dir: Path, *args: str, capture: bool = False) -> str:
+    command = [str(Path(sys.executable).parent / "mutmut"), *args]
+    result = subprocess.run(command, cwd=stage_dir, env=mutmut_env(), text=True,
+                            capture_output=capture, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {result.returncode}:\n"
+                           f"{(result.stdout or '')[-3000:]}\n{(result.stderr or '')[-3000:]}")
+    return result.stdout or ""
+
+
+def statuses(stage_dir: Path) -> dict[str, str]:
+    """``mutant name -> status`` from ``mutmut results --all true``."""
+    out = mutmut(stage_dir, "results", "--all", "true", capture=True)
+    found = {}
+    for line in out.splitlines():
+        match = re.match(r"\s+(\S+): (.+)$", line)
+        if match:
+            found[match.group(1)] = match.group(2).strip()
+    return found
+
+
+def diff_of(stage_dir: Path, name: str) -> str:
+    out = mutmut(stage_dir, "show", name, capture=True)
+    return "\n".join(line for line in out.splitlines()[1:] if line.startswith(("+", "-"))
+                     and not line.startswith(("+++", "---")))
+
+
+def report(stage_dir: Path, modules: list[Module], seconds: dict[str, float]) -> dict[str, object]:
+    found = statuses(stage_dir)
+    rows, survivors = [], []
+    for module in modules:
+        mine = {k: v for k, v in found.items() if k.startswith(module.dotted + ".")}
+        counts: dict[str, int] = {}
+        for status in mine.values():
+            counts[status] = counts.get(status, 0) + 1
+        survived = sorted(k for k, v in mine.items() if v == "survived")
+        equivalent = [k for k in survived if k in EQUIVALENT]
+        killed = counts.get("killed", 0) + counts.get("timeout", 0)
+        considered = len(mine) - len(equivalent) - counts.get("no tests", 0) - counts.get("not checked", 0)
+        rows.append({"module": module.name, "path": module.source, "mutants": len(mine), "killed": killed,
+                     "survived": len(survived), "equivalent": len(equivalent),
+                     "no_tests": counts.get("no tests", 0), "not_checked": counts.get("not checked", 0),
+                     "other": {k: v for k, v in counts.items()
+                               if k not in ("killed", "timeout", "survived", "no tests", "not checked")},
+                     "score": killed / considered if considered else float("nan"),
+                     "seconds": round(seconds.get(module.name, float("nan")), 1)})
+        for name in survived:
+            reason = EQUIVALENT.get(name) or NOT_WORTH_KILLING.get(name) or "UNREVIEWED"
+            kind = "equivalent" if name in EQUIVALENT else "not worth killing" if name in NOT_WORTH_KILLING \
+                else "unreviewed"
+            survivors.append({"module": module.name, "mutant": name, "kind": kind, "reason": reason,
+                              "diff": diff_of(stage_dir, name)})
+    total_killed = sum(int(r["killed"]) for r in rows)
+    total_considered = sum(int(r["mutants"]) - int(r["equivalent"]) - int(r["no_tests"]) - int(r["not_checked"])
+                           for r in rows)
+    return {"rows": rows, "survivors": survivors, "killed": total_killed, "considered": total_considered,
+            "score": total_killed / total_considered if total_considered else float("nan")}
+
+
+def write_report(result: dict[str, object], path_stem: Path) -> None:
+    rows: list[dict[str, object]] = result["rows"]  # type: ignore[assignment]
+    survivors: list[dict[str, str]] = result["survivors"]  # type: ignore[assignment]
+    lines = ["# Mutation testing (mutmut 3)", "",
+             "`make mutate` (`benchmarks/mutation.py`): each mutant runs the fast tests that reach its "
+             "function (`" + "`, `".join(Path(t).name for t in TESTS) + "`). Score = killed / (mutants - "
+             "equivalent - no tests); a timeout counts as killed.", "",
+             "| module | mutants | killed | survived | equivalent | no tests | score | run (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| `{r['path']}` | {r['mutants']} | {r['killed']} | {r['survived']} | {r['equivalent']} | "
+                     f"{r['no_tests']} | {100 * float(r['score']):.1f} % | {r['seconds']} |")
+    lines += ["", f"**All modules: {result['killed']} of {result['considered']} non-equivalent mutants killed, "
+                  f"{100 * float(result['score']):.1f} %.**", "", "## Surviving mutants", ""]
+    if not survivors:
+        lines.append("None.")
+    for s in survivors:
+        lines += [f"### `{s['mutant']}` ({s['kind']})", "", s["reason"], "", "```diff", s["diff"], "```", ""]
+    path_stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    path_stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modules", nargs="+", choices=[m.name for m in MODULES], default=None,
+                        help="modules to mutate (default: all)")
+    parser.add_argument("--stage-dir", type=Path, default=ROOT / "build" / "mutation")
+    parser.add_argument("--max-children", type=int, default=1, help="parallel mutant runs (2 shared cores: 1)")
+    parser.add_argument("--fresh", action="store_true", help="delete earlier results first")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from the last run")
+    parser.add_argument("--output", type=Path, default=RESULTS / "mutation")
+    args = parser.parse_args(argv)
+    modules = [m for m in MODULES if args.modules is None or m.name in args.modules]
+    if args.fresh and args.stage_dir.exists():
+        shutil.rmtree(args.stage_dir)
+    seconds: dict[str, float] = {}
+    timings = args.stage_dir / "seconds.json"
+    if timings.exists():
+        seconds.update(json.loads(timings.read_text()))
+    if not args.report_only:
+        args.stage_dir.mkdir(parents=True, exist_ok=True)
+        stage(args.stage_dir, MODULES)
+        for module in modules:
+            print(f"== {module.name}: {module.source}", flush=True)
+            started = time.perf_counter()
+            mutmut(args.stage_dir, "run", "--max-children", str(args.max_children), f"{module.dotted}.*")
+            seconds[module.name] = time.perf_counter() - started
+            timings.write_text(json.dumps(seconds))
+    result = report(args.stage_dir, MODULES if args.report_only else modules, seconds)
+    write_report(result, args.output)
+    for r in result["rows"]:  # type: ignore[union-attr]
+        print(f"{r['module']:12s} mutants {r['mutants']:4d} killed {r['killed']:4d} survived {r['survived']:3d} "
+              f"equivalent {r['equivalent']:3d} no tests {r['no_tests']:3d} score {100 * r['score']:.1f} %")
+    print(f"all: {result['killed']} / {result['considered']} = {100 * float(result['score']):.1f} %"
+          f" -> {args.output.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
