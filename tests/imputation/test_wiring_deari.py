@@ -19,6 +19,7 @@ from torch import Tensor
 from gapray.imputation import DEARIConfig
 from gapray.imputation.brits.core import Batch
 from gapray.imputation.deari.core import DEARICore
+from gapray.imputation.layers import encode_at
 
 
 def config(n_layers: int, cell: str = "lstm", attention_init: str = "cls") -> DEARIConfig:
@@ -105,3 +106,19 @@ def test_a_deeper_layer_depends_on_its_attention_state_and_layer_one_does_not() 
         changed = core(batch)
     assert torch.equal(changed.layers[0].imputation, out.layers[0].imputation)
     assert not torch.allclose(changed.layers[1].hidden_states[1], out.layers[1].hidden_states[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("final_norm", [False, True])
+def test_encode_at_equals_the_full_encoder_at_any_position(norm_first: bool, final_norm: bool) -> None:
+    """The one-position read-out behind the CLS state (``layers.encode_at``) equals the full
+    three-layer encoder's output there, for post- and pre-norm layers, with or without a final norm."""
+    torch.manual_seed(30)
+    layer = torch.nn.TransformerEncoderLayer(H, 2, 16, batch_first=True, norm_first=norm_first)
+    encoder = torch.nn.TransformerEncoder(layer, 3, norm=torch.nn.LayerNorm(H) if final_norm else None,
+                                          enable_nested_tensor=False).eval()
+    tokens = torch.randn(3, 5, H)
+    with torch.no_grad():
+        full = encoder(tokens)
+        for position in (0, 2, 4, -1):
+            torch.testing.assert_close(encode_at(encoder, tokens, position), full[:, position], atol=ATOL, rtol=RTOL)
