@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gapray.data.cache import atomic_write_bytes
 from gapray.data.loaders import load_dataset
 from gapray.data.splits import Split, imputation_split
 from gapray.imputation import BRITS, BRITSConfig
@@ -74,7 +75,7 @@ PAPER_MAE = {  # DEARI Table 1, 10 % mask
     "beijing-air": {"brits-lstm": 0.1203, "brits-gru": 0.1062, "brits-dml": 0.1065, "deari": 0.1089,
                     "deari-dml": 0.1080, "bayes-deari": 0.1012},
 }
-EXTRA_MODELS = ("pypots-brits", "throughput")
+EXTRA_MODELS = ("pypots-brits", "pypots-saits", "throughput")
 
 
 def _quiet_pypots() -> None:
@@ -145,6 +146,31 @@ def run_pypots_row(split: Split, hidden: int, batch_size: int, epochs: int, pati
             "note": "PyPOTS 1.5 BRITS (LSTM), epochs capped to the time budget"}
 
 
+#: SAITS as PyPOTS 1.5's README applies it to PhysioNet 2012 set-a (its quick-start example); PyPOTS's
+#: defaults otherwise (Adam lr 1e-3, batch 32). Trained to early stopping like every other row.
+SAITS_PHYSIONET = {"n_layers": 2, "d_model": 256, "n_heads": 4, "d_k": 64, "d_v": 64, "d_ffn": 128, "dropout": 0.1}
+
+
+def run_saits_row(split: Split, epochs: int, patience: int, seed: int, device: str | None) -> dict[str, Any]:
+    """PyPOTS SAITS (:data:`SAITS_PHYSIONET`) on the same split, early stopping on the validation MAE."""
+    _quiet_pypots()
+    from pypots.imputation import SAITS
+    from pypots.utils.random import set_random_seed
+
+    set_random_seed(seed)
+    model = SAITS(n_steps=split.train.n_steps, n_features=split.train.n_features, epochs=epochs, patience=patience,
+                  device=None if device in (None, "auto") else device, saving_path=None,
+                  model_saving_strategy=None, verbose=False, **SAITS_PHYSIONET)
+    start = time.perf_counter()
+    model.fit({"X": split.train.X}, {"X": split.val.X, "X_ori": split.val.X_ori})
+    fit_seconds = time.perf_counter() - start
+    imputation = model.predict({"X": split.test.X})["imputation"]
+    mask, target = split.test.indicating_mask, split.test.X_ori
+    return {"mae": masked_mae(imputation, target, mask), "mre": masked_mre(imputation, target, mask),
+            "fit_seconds": fit_seconds, "samples_per_second": None, "epochs_budget": epochs,
+            "note": f"PyPOTS SAITS {json.dumps(SAITS_PHYSIONET)}, PyPOTS README config, early stopping"}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     options: dict[str, Any] = {"progress": False} if args.dataset == "physionet2012" else {}
@@ -153,10 +179,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     dataset = load_dataset(args.dataset, args.data_dir, **options)
     batch_size = args.batch_size or BATCH_SIZES.get(args.dataset, 128)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = set(models) - set(MODEL_NAMES) - set(EXTRA_MODELS)
+    unknown = {m for m in models if depth_of(m) is None} - set(MODEL_NAMES) - set(EXTRA_MODELS)
     if unknown:
         raise SystemExit(f"unknown models {sorted(unknown)}; known: {MODEL_NAMES + EXTRA_MODELS}")
-    max_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
     model_seed = args.seed if args.model_seed is None else args.model_seed
     bayes = {"unfreeze_every": args.unfreeze_every, "n_samples": args.n_samples, "kl_weight": args.kl_weight}
     record: dict[str, Any] = {
@@ -183,39 +208,68 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.resume and any(r["model"] == name and r["fold"] == fold for r in record["rows"]):
                 print(f"{name} fold {fold}: already in {out.name}, skipped (--resume)", flush=True)
                 continue
-            start = time.perf_counter()
             if name == "throughput":
                 record["throughput"] = measure_throughput(split, args.hidden_size, batch_size, args.throughput_rounds)
                 print(json.dumps({"throughput": record["throughput"]}), flush=True)
                 continue
-            if name == "pypots-brits":
-                row = run_pypots_row(split, args.hidden_size, batch_size, args.epochs, args.patience, model_seed,
-                                     args.max_minutes, record["throughput"])
-            else:
-                model = build_model(name, seed=model_seed, epochs=args.epochs, batch_size=batch_size,
-                                    hidden_size=args.hidden_size, patience=args.patience, max_seconds=max_seconds,
-                                    delta_convention=args.delta_convention,
-                                    **(bayes if name in BAYESIAN_MODEL_NAMES else {}))
-                checkpoint = checkpoints / f"{name}-fold{fold}.pt"
-                if checkpoint.exists() and not args.resume:
-                    raise SystemExit(f"{checkpoint} holds an earlier run of {name} fold {fold} with tag {args.tag!r}: "
-                                     "pass --resume to continue it, or delete it to start again")
-                row = fit_and_score(model, split, n_samples=args.n_samples, level=args.level,
-                                    checkpoint_path=checkpoint, show_progress=not args.no_progress)
-                if name in BAYESIAN_MODEL_NAMES:
-                    row["config"] = {k: getattr(model.config, k) for k in ("unfreeze_every", "n_samples", "kl_weight")}
-                if row.get("epochs"):
-                    row["stopped_by"] = "early stopping" if row["early_stopped"] else (
-                        "epoch limit" if row["epochs"] >= args.epochs else "time budget")
-            row.update({"model": name, "fold": fold, "wall_seconds": time.perf_counter() - start,
-                        "paper_mae": PAPER_MAE.get(args.dataset.split("-per")[0], {}).get(name)})
+            row = model_row(name, split, fold, args, batch_size, checkpoints, record["throughput"])
             record["rows"].append(row)
-            print(json.dumps(row), flush=True)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(record, indent=1, default=_json_default))
+            print(json.dumps(row, default=_json_default), flush=True)
+            write_record(out, record)
     record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    out.write_text(json.dumps(record, indent=1, default=_json_default))
+    write_record(out, record)
     return record
+
+
+def write_record(out: Path, record: dict[str, Any]) -> None:
+    """The results file, replaced atomically (a kill while writing leaves the previous version)."""
+    text = json.dumps(record, indent=1, default=_json_default).encode()
+    atomic_write_bytes(out, lambda handle: handle.write(text))
+
+
+def depth_of(name: str) -> int | None:
+    """``deari-L5`` -> 5 (the Fig. 3(a) depth rows); None for other names."""
+    if name.startswith("deari-L") and name[len("deari-L"):].isdigit():
+        return int(name[len("deari-L"):])
+    return None
+
+
+def model_row(name: str, split: Split, fold: int, args: argparse.Namespace, batch_size: int, checkpoints: Path,
+              throughput: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train and score one model on one fold: a gapray model (checkpointed every epoch under
+    ``checkpoints``, continued with ``--resume``; ``overrides`` are extra config fields),
+    ``deari-L<n>`` (DEARI with n layers), ``pypots-brits`` or ``pypots-saits``."""
+    start = time.perf_counter()
+    model_seed = args.seed if args.model_seed is None else args.model_seed
+    if name == "pypots-brits":
+        row = run_pypots_row(split, args.hidden_size, batch_size, args.epochs, args.patience, model_seed,
+                             args.max_minutes, throughput)
+    elif name == "pypots-saits":
+        row = run_saits_row(split, args.epochs, args.patience, model_seed, args.device)
+    else:
+        bayes = {"unfreeze_every": args.unfreeze_every, "n_samples": args.n_samples, "kl_weight": args.kl_weight}
+        depth = depth_of(name)
+        fields: dict[str, Any] = {
+            "seed": model_seed, "epochs": args.epochs, "batch_size": batch_size, "hidden_size": args.hidden_size,
+            "patience": args.patience, "max_seconds": None if args.max_minutes is None else 60.0 * args.max_minutes,
+            "delta_convention": args.delta_convention, "device": args.device,
+            **({"n_layers": depth} if depth else {}), **({"fast_attention": True} if args.fast else {}),
+            **(bayes if name in BAYESIAN_MODEL_NAMES else {}), **(overrides or {})}
+        model = build_model("deari" if depth else name, **fields)
+        checkpoint = checkpoints / f"{name}-fold{fold}.pt"
+        if checkpoint.exists() and not args.resume:
+            raise SystemExit(f"{checkpoint} holds an earlier run of {name} fold {fold} with tag {args.tag!r}: "
+                             "pass --resume to continue it, or delete it to start again")
+        row = fit_and_score(model, split, n_samples=args.n_samples, level=args.level,
+                            checkpoint_path=checkpoint, show_progress=not args.no_progress)
+        if name in BAYESIAN_MODEL_NAMES:
+            row["config"] = {k: getattr(model.config, k) for k in ("unfreeze_every", "n_samples", "kl_weight")}
+        if row.get("epochs"):
+            row["stopped_by"] = "early stopping" if row["early_stopped"] else (
+                "epoch limit" if row["epochs"] >= args.epochs else "time budget")
+    row.update({"model": name, "fold": fold, "wall_seconds": time.perf_counter() - start,
+                "paper_mae": PAPER_MAE.get(args.dataset.split("-per")[0], {}).get(name)})
+    return row
 
 
 def _announce_checkpoints(args: argparse.Namespace, checkpoints: Path) -> None:
@@ -356,6 +410,9 @@ def main() -> None:
                              "skipped, a model with a checkpoint under $GAPRAY_CACHE_DIR/runs/imputation/<tag>/ "
                              "continues from its last finished epoch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (log files)")
+    parser.add_argument("--device", default=None, help="auto (default: CUDA when available), cpu or cuda")
+    parser.add_argument("--fast", action="store_true",
+                        help="DEARIConfig.fast_attention: bf16 encoders, 16-bit dropout masks (deari_speed.md)")
     parser.add_argument("--append", action="store_true",
                         help="keep the rows of an existing results file with this tag (same settings) and add to it")
     parser.add_argument("--tag", default=None, help="results file suffix (default: dataset)")
