@@ -64,10 +64,10 @@ from gapray.sweep.resources import ResourceError
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = parse_settings(argv, description=__doc__.splitlines()[0])
     try:
+        settings = parse_settings(argv, description=__doc__.splitlines()[0])
         outcome = run_sweep(settings)
-    except (SweepError, ResourceError, FileNotFoundError) as error:
+    except (SweepError, ResourceError, FileNotFoundError, ValueError) as error:
         print(f"deari_sweep: error: {error}", file=sys.stderr)
         return 2
     print(format_report(outcome))

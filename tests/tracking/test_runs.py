@@ -48,7 +48,7 @@ def test_resumed_sweep_reuses_its_parent_and_each_trial_keeps_one_child_run(mlfl
 
     first = TrialRun.open(mlflow_uri, experiment, parent, "t1", "trial_1", {"n_layers": 2, "unfreeze_every": None})
     first.log_epoch({"val_mae": 0.5, "note": "text", "bad": float("nan")}, epoch=1)
-    first.finish({"val_mae": 0.5})
+    first.finish({"best_val_mae": 0.5}, step=1)
     # The driver dies and the sweep is resumed: same parent; t1 finished, t2 restarts from a checkpoint.
     assert get_or_create_parent_run(client, experiment, "sweep-a") == parent
     second = TrialRun.open(mlflow_uri, experiment, parent, "t2", "trial_2", {"n_layers": 1})
@@ -60,7 +60,8 @@ def test_resumed_sweep_reuses_its_parent_and_each_trial_keeps_one_child_run(mlfl
     assert all(r.data.tags[PARENT_RUN_TAG] == parent for r in children)
     run1 = client.get_run(first.run_id)
     assert run1.data.params == {"n_layers": "2", "unfreeze_every": "off"}
-    assert set(run1.data.metrics) == {"val_mae", "final/val_mae"}  # strings and NaN are dropped
+    assert set(run1.data.metrics) == {"val_mae", "best_val_mae"}  # strings and NaN dropped, no final/ copies
+    assert [m.step for m in client.get_metric_history(first.run_id, "best_val_mae")] == [1]
     assert client.get_run(again.run_id).data.tags["gapray.attempts"] == "2"
 
     # t2 was stopped by ASHA (its process ended without closing the run): the driver closes it.
@@ -88,3 +89,20 @@ def test_sweep_refuses_to_reuse_a_name_and_to_resume_nothing(mlflow_uri: str, tm
     get_or_create_parent_run(client, ensure_experiment(mlflow_uri, "deari-sweep"), "taken")
     with pytest.raises(SweepError, match="already exists.*--resume"):
         run_sweep(settings)
+
+
+def test_experiment_and_run_descriptions_and_links_to_runs(mlflow_uri: str) -> None:
+    from gapray.tracking.runs import run_link, set_description
+    from gapray.tracking.store import DESCRIPTION_TAG
+
+    experiment = ensure_experiment(mlflow_uri, "described", description="What this experiment holds")
+    client = MlflowClient(mlflow_uri)
+    assert client.get_experiment(experiment).tags[DESCRIPTION_TAG] == "What this experiment holds"
+    client.set_experiment_tag(experiment, DESCRIPTION_TAG, "edited in the UI")
+    assert ensure_experiment(mlflow_uri, "described", description="default text") == experiment
+    assert client.get_experiment(experiment).tags[DESCRIPTION_TAG] == "edited in the UI"  # the user's text stays
+
+    run = get_or_create_parent_run(client, experiment, "s")
+    set_description(client, run, "see " + run_link(mlflow_uri, experiment, "abc", "d1-h64"))
+    assert client.get_run(run).data.tags[DESCRIPTION_TAG] == f"see [d1-h64](#/experiments/{experiment}/runs/abc)"
+    assert run_link("http://h:5000/", "7", "r", "x") == "[x](http://h:5000/#/experiments/7/runs/r)"

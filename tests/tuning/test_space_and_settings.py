@@ -85,3 +85,51 @@ def test_every_trial_starts_from_the_sweep_settings_on_the_chosen_device() -> No
     assert isinstance(on_gpu, DEARIConfig)
     assert (on_gpu.device, on_cpu.device) == ("cuda", "cpu")
     assert (on_cpu.epochs, on_cpu.patience, on_cpu.batch_size, on_cpu.dml) == (2, 2, 64, False)
+
+
+def test_demo_preset_applies_its_values_once_and_excludes_the_smoke_test() -> None:
+    from gapray.sweep.settings import DEMO_VALUES
+
+    demo = SweepSettings(demo=True, epochs=7).effective()
+    assert demo.epochs == 7  # given explicitly
+    assert (demo.dataset, demo.num_samples, demo.time_budget_s) == ("beijing-air", DEMO_VALUES["num_samples"],
+                                                                    DEMO_VALUES["time_budget_s"])
+    assert demo.effective() == demo and SweepSettings.from_json(demo.to_json()).effective() == demo
+    assert demo.preset == "demo" and SweepSettings(smoke_test=True).preset == "smoke" and SweepSettings().preset is None
+    with pytest.raises(ValueError, match="choose one of --smoke-test and --demo"):
+        SweepSettings(smoke_test=True, demo=True)
+    with pytest.raises(ValueError, match="time_budget_s must be positive"):
+        SweepSettings(time_budget_s=0)
+    assert parse_settings(["--demo", "--no-download"]).download is False
+
+
+def test_each_preset_has_its_space_and_the_demo_space_is_a_valid_config_subset() -> None:
+    from gapray.sweep.space import DEMO_SPACE, space_for
+
+    assert (space_for("smoke"), space_for("demo"), space_for(None)) == (SMOKE_SPACE, DEMO_SPACE, SweepSpace())
+    space = param_space(DEARIConfig, DEMO_SPACE)
+    assert space["n_layers"].categories == [1, 2] and (space["cell"], space["attention_feedforward"]) == ("gru", 128)
+    config = config_from_params(DEARIConfig(), {name: getattr(domain, "sample", lambda d=domain: d)()
+                                                for name, domain in space.items()})
+    assert config.cell == "gru" and config.hidden_size == 64 and config.n_layers in (1, 2)
+
+
+def test_a_trial_run_is_named_by_its_config() -> None:
+    from gapray.sweep import run_name
+
+    params = {"n_layers": 3, "hidden_size": 64, "dml_margin": 0.2412, "unfreeze_every": 100, "lr": 0.00193,
+              "cell": "gru", "n_samples": 10}
+    assert run_name(params) == "d3-h64-m0.24-u100-lr1.9e-3"
+    assert run_name({"n_layers": 1, "dml_margin": 0.05, "unfreeze_every": OFF, "lr": 0.0123}) == "d1-m0.05-uoff-lr1.2e-2"
+    assert run_name({}) == ""
+
+
+def test_the_logged_search_space_names_each_rule_and_its_values() -> None:
+    from gapray.sweep.space import DEMO_SPACE, describe_space
+
+    described = describe_space(DEMO_SPACE)
+    assert described["lr"] == {"sample": "loguniform", "range": [3e-3, 1e-2]}
+    assert described["dml_margin"] == {"sample": "uniform", "range": [0.05, 0.5]}
+    assert described["unfreeze_every"] == {"sample": "choice", "values": [OFF, 10]}
+    assert described["hidden_size"] == {"sample": "fixed", "values": [64]}
+    assert set(described) == {f.name for f in dataclasses.fields(SweepSpace)}

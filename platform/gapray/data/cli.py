@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from gapray.data.dataset import TimeSeriesDataset
-from gapray.data.download import REMOTE_FILES, fetch
+from gapray.data.download import REMOTE_FILES, DataUnavailableError, DownloadError, fetch, missing_data_message
 from gapray.data.loaders import DATASET_NAMES, FILE_LOADERS, load_dataset
+from gapray.data.loaders._common import download_dir
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -88,6 +90,11 @@ def _fetch(args: argparse.Namespace) -> int:
         if args.name != "physionet2012":
             raise ValueError("--subset applies to physionet2012 only")
         files = [f"set-{args.subset}.tar.gz", f"Outcomes-{args.subset}.txt"]
-    for path in fetch(args.name, dest=args.dest, files=files, base_url=args.base_url):
+    try:
+        paths = fetch(args.name, dest=args.dest, files=files, base_url=args.base_url)
+    except DownloadError as error:
+        folder = Path(args.dest) if args.dest else download_dir(args.name)
+        raise DataUnavailableError(missing_data_message(args.name, folder, str(error), files)) from error
+    for path in paths:
         print(path)
     return 0

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from gapray.data.cache import sha256_file
 from gapray.data.dataset import DatasetError
-from gapray.data.loaders._common import DATA_FOLDERS, download_dir, progress_disabled
+from gapray.data.loaders._common import DATA_ENV, DATA_FOLDERS, download_dir, progress_disabled, resolve_data_dir
 
 BASE_URL_ENV = "GAPRAY_DATA_URL"
 _BLOCK = 1 << 16
@@ -48,6 +48,10 @@ _BLOCK = 1 << 16
 
 class DownloadError(DatasetError):
     """A download failed or its checksum did not match; the message names the file and URL."""
+
+
+class DataUnavailableError(DownloadError):
+    """A dataset is not on disk and cannot be downloaded; the message says how to provide it."""
 
 
 @dataclass(frozen=True)
@@ -283,3 +287,56 @@ def fetch(
         else:
             raise DownloadError(f"{name}: could not fetch {remote.name}: " + " | ".join(errors))
     return fetched
+
+
+def _has_data(folder: Path) -> bool:
+    """True when ``folder`` is a file, or a folder holding anything but unfinished ``.part`` downloads."""
+    if folder.is_file():
+        return True
+    return folder.is_dir() and any(not p.name.endswith(".part") for p in folder.iterdir())
+
+
+def missing_data_message(name: str, folder: Path, reason: str, files: Sequence[str] | None = None) -> str:
+    """What to do when dataset ``name`` is neither on disk nor downloadable: ``gapray data fetch NAME``,
+    ``$GAPRAY_DATA_DIR`` and the folder layout the loaders expect."""
+    subfolder = DATA_FOLDERS[name]
+    names = [f.name for f in remote_files(name, files)] if name in REMOTE_FILES else []
+    fetch_command = f"gapray data fetch {name}" + (f" --files {' '.join(files)}" if files else "")
+    lines = [
+        f"{name}: no data at {folder}, and it could not be downloaded ({reason}).",
+        f"  With network access, download it (SHA-256 checked) into the cache: {fetch_command}",
+        f"  Or copy the publisher's files into a data root and set {DATA_ENV} (or pass --data-dir) to it; layout:",
+        *[f"    ${DATA_ENV}/{subfolder}/{file}" for file in names],
+    ]
+    return "\n".join(lines)
+
+
+def ensure_dataset(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    files: Sequence[str] | None = None,
+    progress: bool = True,
+) -> Path:
+    """The folder of dataset ``name`` (:func:`resolve_data_dir`), downloaded first with :func:`fetch` when it is
+    not on disk and ``download`` is true.
+
+    Raises :class:`DataUnavailableError` (with :func:`missing_data_message`) when the data is missing and
+    cannot be fetched: offline, downloads off, or ``data_dir`` naming a folder that does not exist. Call it
+    before starting anything expensive (Ray, trials).
+    """
+    if name not in DATA_FOLDERS:
+        raise DatasetError(f"no data folder for dataset {name!r}; known: {sorted(DATA_FOLDERS)}")
+    try:
+        folder = resolve_data_dir(name, data_dir)
+    except FileNotFoundError as error:
+        raise DataUnavailableError(missing_data_message(name, Path(data_dir or "."), str(error), files)) from None
+    if _has_data(folder):
+        return folder
+    if not download:
+        raise DataUnavailableError(missing_data_message(name, folder, "downloads are turned off", files))
+    try:
+        fetch(name, dest=folder, files=files, progress=progress)
+    except DownloadError as error:
+        raise DataUnavailableError(missing_data_message(name, folder, str(error), files)) from error
+    return folder

@@ -1,22 +1,29 @@
 """Run (or resume) a DEARI sweep on Ray Tune with MLflow tracking; summarise and register the best model.
 
-Order of work (DESIGN.md section 5): connect to Ray; create the MLflow experiment on the driver;
-find or create the sweep's parent run; load and split the data once on the driver (trials get
-it through Ray's object store); choose per-trial resources from the cluster; ``Tuner.fit()``
-(or ``Tuner.restore(...).fit()`` with ``--resume``); close child runs Tune stopped; log the
-summary table and the MAE-vs-depth/margin plot to the parent; evaluate the best trial's best
-weights on the test split; log and register that model with the alias ``champion``.
+Order of work (DESIGN.md section 5): create the MLflow experiment on the driver (with its
+description); make sure the dataset is on disk (downloaded with ``gapray data fetch``'s code,
+or stop with instructions *before* Ray starts); connect to Ray; find or create the sweep's
+parent run (settings as they ran, search space); load and split the data once on the driver
+(trials get it through Ray's object store); choose per-trial resources from the cluster;
+``Tuner.fit()`` (or ``Tuner.restore(...).fit()`` with ``--resume``); close child runs Tune
+stopped; score the best trial's best weights on the test split next to mean and LOCF
+imputation (with split-conformal intervals when it is Bayesian); log the trial table and the
+MAE-vs-depth/margin plot to the parent, describe it with a link to the best trial, and register
+the best trial's model with the alias ``champion``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import logging
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,10 +32,13 @@ import numpy as np
 import pandas as pd
 
 from gapray.data import Split, imputation_split
+from gapray.imputation.preprocessing import Preprocessing
+from gapray.sweep.budget import TimeBudgetStopper
 from gapray.sweep.callbacks import CloseTrialRunCallback
+from gapray.sweep.console import ConsoleReporter
 from gapray.sweep.resources import ResourceError, TrialResources, alive_node_resources, choose_trial_resources
 from gapray.sweep.settings import SweepSettings
-from gapray.sweep.space import SMOKE_SPACE, SweepSpace, param_space
+from gapray.sweep.space import SweepSpace, describe_space, param_space, run_name, space_for
 from gapray.sweep.trainable import MODEL_FILE, TrialContext, evaluate_imputation, import_object, train_imputer
 from gapray.tracking import (
     close_trial_runs,
@@ -42,7 +52,7 @@ from gapray.tracking import (
     mlflow_ui_command,
     resolve_tracking_uri,
 )
-from gapray.tracking.runs import set_tags
+from gapray.tracking.runs import run_link, set_description, set_tags
 
 if TYPE_CHECKING:
     from gapray.tracking.registry import RegisteredModel
@@ -51,11 +61,46 @@ METRIC = "val_mae"
 MODE = "min"
 SETTINGS_TAG = "gapray.settings"
 STORAGE_TAG = "gapray.storage"
-WORKER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "TQDM_DISABLE": "1"}
+SPACE_TAG = "gapray.search_space"
+INTERVAL_LEVEL = 0.9
+"""Nominal coverage of the best trial's intervals when it is Bayesian."""
+WORKER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "TQDM_DISABLE": "1",
+              "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+DATASET_FILES: dict[str, tuple[str, ...]] = {"physionet2012": ("set-a.tar.gz", "Outcomes-a.txt")}
+"""Files a sweep needs when it is not the dataset's default download (the sweep uses PhysioNet's set a)."""
+
+EXPERIMENT_DESCRIPTION = """DEARI hyper-parameter sweeps (gapray, `tuning/deari_sweep.py`, `make demo`).
+
+- One **parent run per sweep**: its description links the best trial; tag `gapray.settings` holds the settings \
+that ran; artifacts `trials.csv` (one row per trial, with its MLflow `run_id`), `search_space.json` and \
+`plots/mae_vs_depth_margin.png`; metrics `test_mae` of the best trial next to `locf_test_mae` and `mean_test_mae`.
+- One **child run per trial**, named by its config: `d<depth>-h<hidden>-m<DML margin>-u<Bayesian unfreeze \
+period or off>-lr<learning rate>`. Metrics per epoch (step = epoch): `val_mae`, `best_val_mae`, `best_epoch`, \
+`train_loss`. To compare trials: expand the parent, select its children, **Compare**, chart `val_mae` by step.
+- The best trial's model is registered as **`deari@champion`** (Models tab), its source run the trial.
+"""
+
+
+QUIET_LOGGERS = ("ray.tune",)
+"""Driver loggers kept at WARNING during ``fit()`` (Tune's INFO lines about result files and budgets)."""
+
+
+@contextlib.contextmanager
+def quiet_loggers(names: tuple[str, ...], level: int = logging.WARNING) -> Iterator[None]:
+    """Raise the level of the loggers ``names`` to ``level`` for the duration, then restore it."""
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(level, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        for logger, previous in zip(loggers, saved):
+            logger.setLevel(previous)
 
 
 class SweepError(RuntimeError):
-    """The sweep cannot start or resume (nothing to resume, bad storage, ...)."""
+    """The sweep cannot start or resume (nothing to resume, bad storage, no data, ...)."""
 
 
 @dataclass
@@ -67,25 +112,63 @@ class SweepOutcome:
     best_config: dict[str, Any]
     best_trial_id: str
     test_metrics: dict[str, float]
+    """The best trial on the test split: ``mae``, ``mre``; when Bayesian also ``calibrated_coverage``,
+    ``calibrated_width`` (split-conformal on validation, at ``interval_level``) and the raw ``coverage``."""
     parent_run_id: str
     tracking_uri: str
     experiment_path: str
     resources: TrialResources
     seconds: float
     registered: RegisteredModel | None
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    """``{"LOCF": {"mae", "mre"}, "mean": {...}}`` on the same test split."""
+    best_run_id: str = ""
+    """MLflow run of the best trial."""
+    experiment: str = ""
+    """MLflow experiment name."""
+    n_test: int = 0
+    """Test records; their artificially removed entries are the held-out entries scored."""
+    n_held_out: int = 0
+    """Held-out (artificially removed) entries of the test split."""
 
 
-def load_split(settings: SweepSettings) -> Split:
+def ensure_data(settings: SweepSettings) -> Path:
+    """The dataset's folder, downloaded first when it is not on disk (``gapray data fetch``'s code: SHA-256
+    checked, with progress); :class:`SweepError` naming ``gapray data fetch NAME``, ``$GAPRAY_DATA_DIR`` and
+    the folder layout when it cannot be had (offline, ``--no-download``)."""
+    from gapray.data.download import DataUnavailableError, ensure_dataset
+
+    if settings.data is not None:  # the user's own table (gapray.data.read_table)
+        return Path(settings.data)
+
+    files = DATASET_FILES.get(settings.dataset)
+    try:
+        return ensure_dataset(settings.dataset, settings.data_dir, download=settings.download, files=files)
+    except DataUnavailableError as error:
+        raise SweepError(str(error)) from None
+
+
+def load_split(settings: SweepSettings, root: Path | None = None) -> Split:
     """The dataset (optionally a seeded subset of ``max_records``) split by the DEARI protocol."""
     from gapray.data import loaders
 
-    root = loaders.resolve_data_dir(settings.dataset, settings.data_dir)
+    if settings.data is not None:
+        from gapray.data.table import read_table
+
+        dataset = read_table(settings.data, id_col=settings.id_col, time_col=settings.time_col, freq=settings.freq,
+                             window=settings.window)
+        return _split_subset(dataset, settings)
+    root = root if root is not None else loaders.resolve_data_dir(settings.dataset, settings.data_dir)
     if settings.dataset == "physionet2012":
         dataset = loaders.load_physionet2012(root, subset="a", progress=False)
     elif hasattr(loaders, "load_dataset"):
         dataset = loaders.load_dataset(settings.dataset, root)
     else:
         raise SweepError(f"no loader for dataset {settings.dataset!r}")
+    return _split_subset(dataset, settings)
+
+
+def _split_subset(dataset: Any, settings: SweepSettings) -> Split:
     if settings.max_records is not None and settings.max_records < len(dataset):
         rng = np.random.default_rng(settings.seed)
         dataset = dataset.subset(np.sort(rng.choice(len(dataset), settings.max_records, replace=False)))
@@ -98,7 +181,11 @@ def resolve_storage_path(path: str) -> str:
 
 
 def connect_ray(address: str) -> bool:
-    """Join or start Ray; returns True when this call started it (and the caller should shut it down)."""
+    """Join or start Ray; returns True when this call started it (and the caller should shut it down).
+
+    Worker output still reaches the console (errors must), deduplicated across workers by Ray
+    (``RAY_DEDUP_LOGS``, on unless the user turned it off); trials themselves print nothing.
+    """
     import ray
 
     if ray.is_initialized():
@@ -159,12 +246,13 @@ def _resume_settings(settings: SweepSettings, client: Any, experiment_id: str) -
 
 
 def results_table(grid: Any) -> pd.DataFrame:
-    """One row per trial: its best epoch by validation MAE, config columns, node and status."""
+    """One row per trial: its best epoch by validation MAE, config columns, MLflow run, node and status."""
     rows = []
     for result in grid:
         history = result.metrics_dataframe
         config = result.config or {}
-        row: dict[str, Any] = {"trial_id": (result.metrics or {}).get("trial_id", Path(result.path).name)}
+        row: dict[str, Any] = {"trial_id": (result.metrics or {}).get("trial_id", Path(result.path).name),
+                               "run_name": run_name(config)}
         row.update({k: v for k, v in config.items()})
         if history is not None and METRIC in history and history[METRIC].notna().any():
             best = history.loc[history[METRIC].idxmin()]
@@ -174,16 +262,21 @@ def results_table(grid: Any) -> pd.DataFrame:
                         "seconds": float(history["time_total_s"].iloc[-1]) if "time_total_s" in history else math.nan})
         else:
             row.update({"val_mae": math.nan, "val_mre": math.nan, "best_epoch": 0, "epochs": 0, "node_id": ""})
+        run_ids = history["mlflow_run_id"].dropna() if history is not None and "mlflow_run_id" in history else ()
+        row["run_id"] = str(run_ids.iloc[-1]) if len(run_ids) else ""
         row["status"] = "ERROR" if result.error else "TERMINATED"
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values("val_mae", na_position="last").reset_index(drop=True) if len(table) else table
 
 
-def plot_mae_by_depth_and_margin(table: pd.DataFrame, path: Path) -> Path:
-    """Best validation MAE of each trial against depth (``n_layers``) and DML margin."""
+def plot_mae_by_depth_and_margin(table: pd.DataFrame, path: Path, references: Mapping[str, float] | None = None
+                                 ) -> Path:
+    """Best validation MAE of each trial against depth (``n_layers``, integer ticks) and DML margin;
+    ``references`` (e.g. LOCF's validation MAE) are drawn as dashed horizontal lines."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(9, 3.5), dpi=110)
     FigureCanvasAgg(figure)
@@ -195,7 +288,12 @@ def plot_mae_by_depth_and_margin(table: pd.DataFrame, path: Path) -> Path:
                 part = table[bayesian == flag]
                 if len(part):
                     axes.scatter(part[column], part["val_mae"], marker=marker, label=label)
+        for style, (label, value) in zip(("--", ":", "-."), (references or {}).items()):
+            axes.axhline(value, color="grey", linestyle=style, linewidth=1, label=label)
+        if axes.has_data():
             axes.legend(fontsize=8)
+        if column == "n_layers":
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("depth (n_layers)" if column == "n_layers" else "DML margin")
         axes.set_ylabel("best validation MAE")
         axes.grid(alpha=0.3)
@@ -210,6 +308,44 @@ def load_best_weights(model_class: Any, checkpoint_dir: Path) -> Any:
     model = model_class.load(checkpoint_dir / MODEL_FILE, device="cpu")
     model.use_best_weights()
     return model
+
+
+def _target(dataset: Any) -> np.ndarray:
+    return np.nan_to_num(dataset.X_ori if dataset.X_ori is not None else dataset.X)
+
+
+def score_best_model(model: Any, split: Split, level: float = INTERVAL_LEVEL) -> dict[str, float]:
+    """MAE and MRE of ``model`` on the test split's held-out entries. A Bayesian model (its prediction has
+    ``std``) also gets intervals calibrated on the validation split (split conformal,
+    :func:`gapray.imputation.uncertainty.calibrate_and_score`): ``calibrated_coverage`` and
+    ``calibrated_width`` at ``level``, next to the raw Monte Carlo ``coverage``."""
+    prediction = model.predict(split.test)
+    scores = evaluate_imputation(prediction, split.test)
+    if "std" in prediction:
+        from gapray.imputation.uncertainty import calibrate_and_score
+
+        _, interval = calibrate_and_score(model.predict(split.val), _target(split.val), split.val.indicating_mask,
+                                          prediction, _target(split.test), split.test.indicating_mask, level)
+        scores.update({"calibrated_coverage": interval["calibrated_picp"],
+                       "calibrated_width": interval["calibrated_width"], "interval_level": level})
+    return scores
+
+
+def baseline_scores(split: Split, dataset: str = "test") -> dict[str, dict[str, float]]:
+    """LOCF and mean imputation (fitted on the training split) scored on ``dataset``'s held-out entries."""
+    from gapray.imputation import LOCFImputer, MeanImputer
+
+    target = getattr(split, dataset)
+    out: dict[str, dict[str, float]] = {}
+    for name, imputer in (("LOCF", LOCFImputer()), ("mean", MeanImputer())):
+        imputer.fit(split.train)
+        out[name] = evaluate_imputation(imputer.predict(target), target)
+    return out
+
+
+def champion_input_example(split: Split, n_records: int = 2) -> np.ndarray:
+    """What the registered model is shown with (and its signature inferred from): test records, NaN = missing."""
+    return np.asarray(split.test.X[:n_records], dtype=np.float32)
 
 
 def run_sweep(
@@ -227,8 +363,11 @@ def run_sweep(
     configure_mlflow_environment()
     # Checkpointing every epoch is intended: do not warn about frequent experiment snapshots.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's classic reporter is silent at verbose=0 (the new one still prints its banner and paths);
+    # ConsoleReporter prints one line per trial instead.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     settings = dataclasses.replace(settings, tracking_uri=resolve_tracking_uri(settings.tracking_uri))
-    experiment_id = ensure_experiment(settings.tracking_uri, settings.experiment)
+    experiment_id = ensure_experiment(settings.tracking_uri, settings.experiment, EXPERIMENT_DESCRIPTION)
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     if settings.resume:
         settings, name = _resume_settings(settings, client, experiment_id)
@@ -242,18 +381,27 @@ def run_sweep(
     experiment_path = f"{run_settings.storage_path.rstrip('/')}/{name}"
     if settings.resume and not tune.Tuner.can_restore(experiment_path):
         raise SweepError(f"--resume: no Tune experiment state at {experiment_path}")
+    data_root = ensure_data(run_settings)  # before Ray: download, or explain how to provide the data
 
     started_ray = connect_ray(settings.address)
     try:
         resources = wait_for_resources(run_settings)
-        split = load_split(run_settings)
+        split = load_split(run_settings, data_root)
+        chosen_space = space or space_for(run_settings.preset)
         parent_run_id = get_or_create_parent_run(
             client, experiment_id, name,
             params={**{k: v for k, v in dataclasses.asdict(run_settings).items() if k not in {"resume", "address"}},
                     "trial_cpu": resources.cpu, "trial_gpu": resources.gpu,
                     "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test)},
         )
-        set_tags(client, parent_run_id, {SETTINGS_TAG: settings.to_json(), STORAGE_TAG: settings.storage_path})
+        tags = {SETTINGS_TAG: run_settings.to_json(), STORAGE_TAG: run_settings.storage_path}
+        if not settings.resume:
+            tags[SPACE_TAG] = json.dumps(describe_space(chosen_space))
+            with tempfile.TemporaryDirectory(prefix="gapray-sweep-") as folder:
+                space_path = Path(folder) / "search_space.json"
+                space_path.write_text(json.dumps(describe_space(chosen_space), indent=2))
+                client.log_artifact(parent_run_id, str(space_path))
+        set_tags(client, parent_run_id, tags)
         context = TrialContext(
             base_config=base_config(run_settings, resources), tracking_uri=settings.tracking_uri,
             experiment_id=experiment_id, parent_run_id=parent_run_id, model_class=run_settings.model_class,
@@ -261,10 +409,16 @@ def run_sweep(
         )
         wrapped = tune.with_resources(tune.with_parameters(trainable, split=split, context=context),
                                       resources.as_dict())
+        print(f"Sweep {name}: {run_settings.num_samples} trials of DEARI on {run_settings.dataset} "
+              f"({len(split.train)} train / {len(split.val)} validation / {len(split.test)} test records), "
+              f"up to {run_settings.epochs} epochs each"
+              + (f", {run_settings.time_budget_s:g} s in all" if run_settings.time_budget_s else "")
+              + f"; MLflow experiment {run_settings.experiment!r}", flush=True)
+        callbacks = [CloseTrialRunCallback(settings.tracking_uri, experiment_id, parent_run_id),
+                     ConsoleReporter(run_settings.epochs)]
         if settings.resume:
             tuner = tune.Tuner.restore(experiment_path, trainable=wrapped, resume_errored=True)
         else:
-            chosen_space = space or (SMOKE_SPACE if run_settings.smoke_test else SweepSpace())
             tuner = tune.Tuner(
                 wrapped,
                 param_space=param_space(import_object(run_settings.config_class), chosen_space),
@@ -279,12 +433,15 @@ def run_sweep(
                 run_config=tune.RunConfig(
                     name=name, storage_path=run_settings.storage_path,
                     failure_config=tune.FailureConfig(max_failures=run_settings.max_failures),
-                    callbacks=[CloseTrialRunCallback(settings.tracking_uri, experiment_id, parent_run_id)],
+                    callbacks=callbacks,
+                    stop=(TimeBudgetStopper(run_settings.time_budget_s, min_epochs=run_settings.grace_period)
+                          if run_settings.time_budget_s else None),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    verbose=1,
+                    verbose=0,  # one line per trial from ConsoleReporter instead of Tune's tables
                 ),
             )
-        grid = tuner.fit()
+        with quiet_loggers(QUIET_LOGGERS):
+            grid = tuner.fit()
         return _summarise(grid, run_settings, client, experiment_id, parent_run_id, name, experiment_path,
                           resources, split, started, register_model)
     finally:
@@ -292,6 +449,28 @@ def run_sweep(
             import ray
 
             ray.shutdown()
+
+
+def _parent_description(outcome: SweepOutcome, experiment_id: str, best_row: pd.Series) -> str:
+    """The parent run's description (markdown): the best trial as a link, its test scores beside the baselines."""
+    link = run_link(outcome.tracking_uri, experiment_id, outcome.best_run_id, str(best_row["run_name"]))
+    lines = [f"**Best trial:** {link} (Tune trial `{outcome.best_trial_id}`): best validation MAE "
+             f"{float(best_row['val_mae']):.4f} at epoch {int(best_row['best_epoch'])}.", ""]
+    if outcome.test_metrics:
+        scores = [f"best trial {outcome.test_metrics['mae']:.4f}"]
+        scores += [f"{name} {values['mae']:.4f}" for name, values in outcome.baselines.items()]
+        lines += [f"**Test MAE** on {outcome.n_held_out:,} held-out entries of {outcome.n_test} records: "
+                  + ", ".join(scores) + "."]
+        if "calibrated_coverage" in outcome.test_metrics:
+            level = outcome.test_metrics["interval_level"]
+            lines += ["", f"**{100 * level:.0f} % intervals** (split-conformal on validation): coverage "
+                      f"{outcome.test_metrics['calibrated_coverage']:.3f}, mean width "
+                      f"{outcome.test_metrics['calibrated_width']:.3f}."]
+    lines += ["", f"All trials: `trials.csv` (column `run_id`); search space: `search_space.json`; settings: tag "
+              f"`{SETTINGS_TAG}`; plot: `plots/mae_vs_depth_margin.png`."]
+    if outcome.registered is not None:
+        lines += ["", f"Registered: `{outcome.registered.model_uri}` (version {outcome.registered.version})."]
+    return "\n".join(lines)
 
 
 def _summarise(grid: Any, settings: SweepSettings, client: Any, experiment_id: str, parent_run_id: str, name: str,
@@ -308,48 +487,91 @@ def _summarise(grid: Any, settings: SweepSettings, client: Any, experiment_id: s
     best_trial_id = str(best_row["trial_id"])
     best_result = next(r for r in grid if (r.metrics or {}).get("trial_id") == best_trial_id)
     best_config = dict(best_result.config or {})
+    best_run_id = str(best_row["run_id"])
+    if not best_run_id:
+        child = find_child_run(client, experiment_id, parent_run_id, best_trial_id)
+        best_run_id = str(child.info.run_id) if child else ""
     model_class = import_object(settings.model_class)
-    registered = None
-    test_metrics: dict[str, float] = {}
+    outcome = SweepOutcome(name=name, table=table, best_config=best_config, best_trial_id=best_trial_id,
+                           test_metrics={}, parent_run_id=parent_run_id, tracking_uri=settings.tracking_uri,
+                           experiment_path=experiment_path, resources=resources, seconds=0.0, registered=None,
+                           best_run_id=best_run_id, experiment=settings.experiment, n_test=len(split.test),
+                           n_held_out=int(split.test.indicating_mask.sum()))
     with tempfile.TemporaryDirectory(prefix="gapray-sweep-") as folder:
         work = Path(folder)
         table_path = work / "trials.csv"
         table.to_csv(table_path, index=False)
         client.log_artifact(parent_run_id, str(table_path))
-        client.log_artifact(parent_run_id, str(plot_mae_by_depth_and_margin(table, work / "mae_vs_depth_margin.png")),
-                            "plots")
+        references = {f"{k} (validation)": v["mae"] for k, v in baseline_scores(split, "val").items() if k == "LOCF"}
+        client.log_artifact(parent_run_id, str(plot_mae_by_depth_and_margin(
+            table, work / "mae_vs_depth_margin.png", references)), "plots")
         if best_result.checkpoint is not None:
             with best_result.checkpoint.as_directory() as checkpoint_dir:
                 model = load_best_weights(model_class, Path(checkpoint_dir))
-                test_metrics = evaluate_imputation(model.predict(split.test), split.test)
+                outcome.test_metrics = score_best_model(model, split)
+                model.preprocessing = Preprocessing.from_split(split)  # the champion takes original units
                 best_path = model.save(work / "best" / MODEL_FILE)
-            child = find_child_run(client, experiment_id, parent_run_id, best_trial_id)
-            if register_model:
+            outcome.baselines = baseline_scores(split)
+            if register_model and best_run_id:
                 from gapray.tracking.registry import log_and_register_model  # imports mlflow.pyfunc: driver only
 
-                registered = log_and_register_model(settings.tracking_uri, parent_run_id, best_path,
-                                                    settings.registered_model, model_class=settings.model_class)
-            set_tags(client, parent_run_id, {"gapray.best_trial_id": best_trial_id,
-                                             "gapray.best_child_run_id": child.info.run_id if child else ""})
-    seconds = time.perf_counter() - started
-    log_metrics(client, parent_run_id, {"best_val_mae": float(best_row["val_mae"]), "n_trials": len(table),
-                                        "sweep_seconds": seconds, **{f"test_{k}": v for k, v in test_metrics.items()}},
-                step=0)
+                scores = {f"test_{k}": v for k, v in outcome.test_metrics.items()}
+                scores.update({f"{k.lower()}_test_mae": v["mae"] for k, v in outcome.baselines.items()})
+                outcome.registered = log_and_register_model(
+                    settings.tracking_uri, best_run_id, best_path, settings.registered_model,
+                    model_class=settings.model_class,
+                    description=(f"Best trial `{best_row['run_name']}` of sweep `{name}` ({settings.dataset}): "
+                                 f"validation MAE {float(best_row['val_mae']):.4f}, test MAE "
+                                 f"{outcome.test_metrics['mae']:.4f} (LOCF {outcome.baselines['LOCF']['mae']:.4f})."
+                                 " Input: an array [records, steps, features] with NaN for missing values; output: "
+                                 "the imputed array."),
+                    tags={"gapray.sweep": name, "gapray.trial_id": best_trial_id, "dataset": settings.dataset,
+                          "gapray.parent_run_id": parent_run_id},
+                    params=best_config, metrics=scores, input_example=champion_input_example(split))
+    set_tags(client, parent_run_id, {"gapray.best_trial_id": best_trial_id, "gapray.best_child_run_id": best_run_id})
+    outcome.seconds = time.perf_counter() - started
+    set_description(client, parent_run_id, _parent_description(outcome, experiment_id, best_row))
+    metrics = {"best_val_mae": float(best_row["val_mae"]), "n_trials": len(table), "sweep_seconds": outcome.seconds,
+               **{f"test_{k}": v for k, v in outcome.test_metrics.items() if k != "interval_level"},
+               **{f"{k.lower()}_test_mae": v["mae"] for k, v in outcome.baselines.items()}}
+    log_metrics(client, parent_run_id, metrics, step=0)
     client.set_terminated(parent_run_id, status="FINISHED")
-    return SweepOutcome(name=name, table=table, best_config=best_config, best_trial_id=best_trial_id,
-                        test_metrics=test_metrics, parent_run_id=parent_run_id, tracking_uri=settings.tracking_uri,
-                        experiment_path=experiment_path, resources=resources, seconds=seconds, registered=registered)
+    return outcome
+
+
+def comparison_lines(outcome: SweepOutcome) -> list[str]:
+    """The best trial beside LOCF and mean imputation on the same test entries (and its calibrated intervals)."""
+    if not outcome.test_metrics:
+        return ["Test set: no checkpoint of the best trial to score"]
+    best_name = run_name(outcome.best_config) or outcome.best_trial_id
+    rows = [(f"best trial ({best_name})", outcome.test_metrics)]
+    rows += [(name, scores) for name, scores in outcome.baselines.items()]
+    width = max(len(label) for label, _ in rows)
+    held_out = f"{outcome.n_held_out:,} held-out entries of {outcome.n_test} test records" if outcome.n_test else \
+        "held-out test entries"
+    lines = [f"Test set ({held_out}, never seen in training):", f"  {'method':<{width}}     MAE     MRE"]
+    lines += [f"  {label:<{width}}  {scores['mae']:.4f}  {scores['mre']:.4f}" for label, scores in rows]
+    locf = outcome.baselines.get("LOCF")
+    if locf:
+        change = 100 * (outcome.test_metrics["mae"] - locf["mae"]) / locf["mae"]
+        lines.append(f"  The best trial's MAE is {abs(change):.0f} % {'below' if change < 0 else 'above'} LOCF's.")
+    if "calibrated_coverage" in outcome.test_metrics:
+        lines.append(f"  {100 * outcome.test_metrics['interval_level']:.0f} % intervals of the Bayesian best trial, "
+                     f"split-conformal on validation: coverage {outcome.test_metrics['calibrated_coverage']:.3f}, "
+                     f"mean width {outcome.test_metrics['calibrated_width']:.3f} (standardised units)")
+    return lines
 
 
 def format_report(outcome: SweepOutcome) -> str:
-    """The closing summary: trials by validation MAE, best config, its test scores, the MLflow UI command."""
+    """The closing summary: trials by validation MAE, the best trial against the baselines on the test set,
+    what to open in the MLflow UI, and the command that opens it."""
     columns = [c for c in ("trial_id", "n_layers", "hidden_size", "dml_margin", "unfreeze_every", "n_samples", "lr",
                            "epochs", "best_epoch", "val_mae", "val_mre", "node_id", "status") if c in outcome.table]
     shown = outcome.table[columns].assign(**({"node_id": outcome.table["node_id"].str[:8]}
                                              if "node_id" in columns else {}))
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         table = shown.to_string(index=False)
-    test = ", ".join(f"{k.upper()} {v:.4f}" for k, v in outcome.test_metrics.items()) or "no checkpoint"
+    experiment = outcome.experiment or "deari-sweep"
     lines = [
         f"Sweep {outcome.name}: {len(outcome.table)} trials in {outcome.seconds:.1f} s "
         f"({outcome.resources.cpu:g} CPU, {outcome.resources.gpu:g} GPU per trial); "
@@ -358,11 +580,17 @@ def format_report(outcome: SweepOutcome) -> str:
         table,
         "",
         f"Best trial {outcome.best_trial_id}: {outcome.best_config}",
-        f"Test set (best trial, best epoch): {test}",
+        *comparison_lines(outcome),
+        "",
+        f"In the MLflow UI, experiment {experiment!r}:",
+        f"  - run {outcome.name!r}: its description links the best trial; trials.csv, search_space.json, "
+        "plots/mae_vs_depth_margin.png",
+        "  - expand it, select its trial runs (named d<depth>-h<hidden>-m<margin>-u<unfreeze>-lr<lr>), Compare: "
+        "val_mae by epoch, best_val_mae",
     ]
     if outcome.registered is not None:
-        lines.append(f"Registered model: {outcome.registered.model_uri} (version {outcome.registered.version})")
+        lines.append(f"  - Models tab: {outcome.registered.model_uri} (version {outcome.registered.version}), "
+                     "the best trial's model with its signature, params and test scores")
     lines += [f"MLflow parent run {outcome.parent_run_id}; open the UI with:",
               f"  {mlflow_ui_command(outcome.tracking_uri)}"]
     return "\n".join(lines)
-

@@ -40,6 +40,10 @@ class SweepSpace:
     """Log-uniform range of Adam's learning rate (reference default 5e-4)."""
     hidden_size: tuple[int, ...] = (32, 64, 108, 128)
     """RNN hidden size; must be divisible by the 4 attention heads (paper tables: 108)."""
+    cell: tuple[str, ...] = ("lstm",)
+    """Recurrent cell of BRITS Eq. 10 (``lstm`` or ``gru``; DEARI's tables use LSTM)."""
+    attention_feedforward: tuple[int, ...] = (2048,)
+    """Feed-forward width of the transformer encoders between layers (PyTorch's default 2048 = the paper's)."""
 
 
 SMOKE_SPACE = SweepSpace(
@@ -52,15 +56,69 @@ SMOKE_SPACE = SweepSpace(
 )
 """A tiny space for ``--smoke-test``: shallow, narrow models that train in seconds on a CPU."""
 
+DEMO_SPACE = SweepSpace(
+    n_layers=(1, 2),
+    dml_margin=(0.05, 0.5),
+    unfreeze_every=(OFF, 10),
+    n_samples=(5,),
+    lr=(3e-3, 1e-2),
+    hidden_size=(64,),
+    cell=("gru",),
+    attention_feedforward=(128,),
+)
+"""The ``--demo`` space: 1-2 GRU layers of 64 units, deterministic or Bayesian (unfrozen every 10 steps,
+5 Monte Carlo passes), learning rates high enough to beat LOCF within the demo's few epochs."""
+
+RUN_NAME_PARTS: tuple[tuple[str, str], ...] = (
+    ("n_layers", "d"), ("hidden_size", "h"), ("dml_margin", "m"), ("unfreeze_every", "u"), ("lr", "lr"),
+)
+"""Config fields shown in a trial's run name, with their short prefixes (``d2-h64-m0.24-u10-lr5.1e-3``)."""
+
+
+_LOG_UNIFORM = frozenset({"lr"})
+_UNIFORM = frozenset({"dml_margin"})
+
 
 def _domain(name: str, values: tuple[Any, ...]) -> Any:
-    if name in {"lr"}:
+    if name in _LOG_UNIFORM:
         low, high = values
         return tune.loguniform(low, high)
-    if name in {"dml_margin"}:
+    if name in _UNIFORM:
         low, high = values
         return tune.uniform(low, high) if high > low else low
     return tune.choice(list(values)) if len(values) > 1 else values[0]
+
+
+def space_for(preset: str | None) -> SweepSpace:
+    """The default space of a settings preset (``"smoke"``, ``"demo"`` or None for the full space)."""
+    return {"smoke": SMOKE_SPACE, "demo": DEMO_SPACE}.get(preset or "", SweepSpace())
+
+
+def _short(name: str, value: Any) -> str:
+    if name in _LOG_UNIFORM and isinstance(value, int | float):
+        mantissa, _, exponent = f"{value:.1e}".partition("e")
+        return f"{mantissa}e{int(exponent)}"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.2f}"
+    return str(value)
+
+
+def run_name(params: Mapping[str, Any]) -> str:
+    """A trial's MLflow run name from its config, e.g. ``d2-h64-m0.24-u10-lr5.1e-3`` (fields absent are left out)."""
+    return "-".join(f"{prefix}{_short(name, params[name])}" for name, prefix in RUN_NAME_PARTS if name in params)
+
+
+def describe_space(space: SweepSpace) -> dict[str, Any]:
+    """The space as plain JSON-ready values, with the sampling rule of each field."""
+    out: dict[str, Any] = {}
+    for item in dataclasses.fields(space):
+        values = list(getattr(space, item.name))
+        rule = ("loguniform" if item.name in _LOG_UNIFORM else "uniform" if item.name in _UNIFORM
+                else "choice" if len(values) > 1 else "fixed")
+        out[item.name] = {"sample": rule, "values": values if rule in ("choice", "fixed") else None,
+                          "range": values if rule in ("loguniform", "uniform") else None}
+        out[item.name] = {k: v for k, v in out[item.name].items() if v is not None}
+    return out
 
 
 def param_space(config_class: type, space: SweepSpace) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """The Tune trainable: one imputer trained per trial, with checkpoints, resume and MLflow logging.
 
-Each epoch the model's ``epoch_callback`` logs the epoch's metrics to the trial's MLflow child
-run and reports them to Tune with a checkpoint (every ``checkpoint_every`` epochs), so ASHA can
-stop the trial and a restarted trial (retry, resumed sweep) continues from
-``tune.get_checkpoint()`` at the saved epoch, in the same child run.
+Each epoch the model's ``epoch_callback`` logs the epoch's metrics (with ``best_val_mae`` and
+``best_epoch``) to the trial's MLflow child run, named by its config, and reports them to Tune
+with a checkpoint (every ``checkpoint_every`` epochs), so ASHA can stop the trial and a
+restarted trial (retry, resumed sweep) continues from ``tune.get_checkpoint()`` at the saved
+epoch, in the same child run.
 
 The data reach the trial through ``tune.with_parameters`` (Ray's object store), so on a cluster
 only the driver needs the dataset files.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ import numpy as np
 
 from gapray.data import Split, TimeSeriesDataset
 from gapray.metrics import masked_mae, masked_mre
-from gapray.sweep.space import config_from_params
+from gapray.sweep.space import config_from_params, run_name
 from gapray.tracking import TrialRun, numeric_metrics
 
 MODEL_FILE = "model.pt"
@@ -88,11 +90,35 @@ def _log_uncertainty_plot(run: TrialRun, model: Any, dataset: TimeSeriesDataset)
         run.log_artifact(path, "plots")
 
 
+def _quiet_worker() -> None:
+    """Ray Train's INFO line after every checkpoint ("Checkpoint successfully created at ...") would reach the
+    driver's console once per epoch and trial: keep its warnings only."""
+    import logging
+
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+
+
+def best_so_far(model: Any, values: Mapping[str, float], epoch: int, best: tuple[float, int]) -> tuple[float, int]:
+    """``(best_val_mae, best_epoch)`` after ``epoch``: the model's own early-stopping record when it keeps one
+    (it survives a restart from a checkpoint), else the running minimum of ``val_mae``."""
+    state = getattr(model, "state", None)
+    if state is not None and getattr(state, "best_epoch", 0):
+        return float(state.best_val_mae), int(state.best_epoch)
+    value = values.get("val_mae", math.inf)
+    return (value, epoch) if value < best[0] else best
+
+
 def train_imputer(config: dict[str, Any], *, split: Split, context: TrialContext) -> None:
-    """Tune function trainable: fit ``context.model_class`` with ``config`` applied to the base config."""
+    """Tune function trainable: fit ``context.model_class`` with ``config`` applied to the base config.
+
+    Every epoch logs the model's metrics plus ``best_val_mae`` and ``best_epoch`` (the numbers the sweep
+    ranks by) to the trial's MLflow run at ``step=epoch``, and reports the same to Tune. The run is named by
+    the config (:func:`gapray.sweep.space.run_name`).
+    """
     import ray
     from ray import tune
 
+    _quiet_worker()
     model_config = config_from_params(context.base_config, config)
     model_class = import_object(context.model_class)
     trial = tune.get_context()
@@ -101,7 +127,7 @@ def train_imputer(config: dict[str, Any], *, split: Split, context: TrialContext
         context.experiment_id,
         context.parent_run_id,
         trial_id=trial.get_trial_id(),
-        trial_name=trial.get_trial_name(),
+        trial_name=run_name(config),
         params=dataclasses.asdict(model_config),
     )
     checkpoint = tune.get_checkpoint()
@@ -113,9 +139,13 @@ def train_imputer(config: dict[str, Any], *, split: Split, context: TrialContext
     node_id = ray.get_runtime_context().get_node_id()
     max_epochs = int(getattr(model_config, "epochs", 0) or 0)
     bayesian = bool(getattr(model_config, "bayesian", False))
+    best = (math.inf, 0)
 
     def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
+        nonlocal best
         values = numeric_metrics(metrics)
+        best = best_so_far(model, values, epoch, best)
+        values.update({"best_val_mae": best[0], "best_epoch": float(best[1])})
         run.log_epoch(values, epoch)
         report = {**values, "epoch": epoch, "node_id": node_id, "mlflow_run_id": run.run_id}
         # ASHA may end this process after any report, so the plot is refreshed along the way.
@@ -128,7 +158,7 @@ def train_imputer(config: dict[str, Any], *, split: Split, context: TrialContext
         else:
             tune.report(report)
 
-    model.fit(split.train, split.val, epoch_callback=on_epoch)
+    model.fit(split.train, split.val, epoch_callback=on_epoch, show_progress=False)
     if bayesian:  # with the best weights fit() leaves in the model
         _log_uncertainty_plot(run, model, split.val)
-    run.finish()  # final/<metric> come from the driver's CloseTrialRunCallback, also for stopped trials
+    run.finish()

@@ -22,6 +22,8 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from gapray.tracking.store import DESCRIPTION_TAG
+
 PARENT_RUN_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 ROLE_TAG = "gapray.role"
@@ -189,10 +191,10 @@ class TrialRun:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
-    def finish(self, final_metrics: Mapping[str, Any] | None = None, status: str = "FINISHED") -> None:
-        """Log ``final/<name>`` metrics and close the run."""
-        if final_metrics:
-            log_metrics(self.client, self.run_id, {f"final/{k}": v for k, v in final_metrics.items()}, step=0)
+    def finish(self, metrics: Mapping[str, Any] | None = None, status: str = "FINISHED", step: int = 0) -> None:
+        """Log ``metrics`` (under their own names, at ``step``) and close the run."""
+        if metrics:
+            log_metrics(self.client, self.run_id, metrics, step=step)
         self.client.set_terminated(self.run_id, status=status)
 
 
@@ -220,6 +222,20 @@ def close_trial_runs(
 
 def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None:
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def set_description(client: MlflowClient, run_id: str, markdown: str) -> None:
+    """The run's description in the MLflow UI (markdown: links, lists)."""
+    client.set_tag(run_id, DESCRIPTION_TAG, markdown)
+
+
+def run_link(tracking_uri: str, experiment_id: str, run_id: str, text: str) -> str:
+    """A markdown link to a run's page in the MLflow UI: relative (``#/experiments/E/runs/R``, resolved
+    against the page that shows it) for a local store, absolute for an ``http(s)://`` server."""
+    route = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if tracking_uri.startswith(("http://", "https://")):
+        route = f"{tracking_uri.rstrip('/')}/{route}"
+    return f"[{text}]({route})"
 
 
 def log_artifacts(

@@ -13,13 +13,17 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 SQLITE_PREFIX = "sqlite:///"
+DESCRIPTION_TAG = "mlflow.note.content"
+"""The tag the MLflow UI shows (and edits) as a run's or an experiment's description (markdown)."""
 
 
 def configure_mlflow_environment() -> None:
-    """Turn off MLflow's telemetry (and Ray's usage stats) unless the user set them already."""
+    """Turn off MLflow's telemetry (and Ray's usage stats) and MLflow's artifact progress bars, unless the user
+    set them already."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def resolve_tracking_uri(uri: str, base_dir: str | os.PathLike[str] | None = None) -> str:
@@ -55,11 +59,12 @@ def default_artifact_location(uri: str) -> str | None:
     return (db.parent / "mlartifacts").resolve().as_uri()
 
 
-def ensure_experiment(tracking_uri: str, name: str) -> str:
+def ensure_experiment(tracking_uri: str, name: str, description: str | None = None) -> str:
     """Create the experiment ``name`` if it does not exist and return its id (call on the driver).
 
     With a sqlite store the artifact root is pinned to an absolute folder beside the database,
-    so trials running in their own working directories write to the same place.
+    so trials running in their own working directories write to the same place. ``description``
+    (markdown) is shown on the experiment's page; one the user edited in the UI is kept.
     """
     from mlflow.tracking import MlflowClient
 
@@ -68,8 +73,12 @@ def ensure_experiment(tracking_uri: str, name: str) -> str:
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
-        return str(experiment.experiment_id)
-    return str(client.create_experiment(name, artifact_location=default_artifact_location(tracking_uri)))
+        experiment_id = str(experiment.experiment_id)
+        if description and not experiment.tags.get(DESCRIPTION_TAG):
+            client.set_experiment_tag(experiment_id, DESCRIPTION_TAG, description)
+        return experiment_id
+    tags = {DESCRIPTION_TAG: description} if description else None
+    return str(client.create_experiment(name, artifact_location=default_artifact_location(tracking_uri), tags=tags))
 
 
 def mlflow_ui_command(tracking_uri: str) -> str:
