@@ -21,6 +21,7 @@ from torch import nn
 from gapray.data.cache import atomic_write_bytes
 from gapray.data.dataset import DatasetError, TimeSeriesDataset
 from gapray.imputation.config import BRITSConfig
+from gapray.imputation.preprocessing import Preprocessing
 from gapray.imputation.training import (
     EpochCallback,
     PreparedData,
@@ -106,6 +107,9 @@ class RecurrentImputer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.state = TrainingState()
         self._resume_weights: dict[str, torch.Tensor] | None = None
+        # Scaler, variable names and table format for data in original units (set by
+        # gapray.imputation.preprocessing.fit_in_original_units); None: the model takes z-scores.
+        self.preprocessing: Preprocessing | None = None
 
     # --- construction -------------------------------------------------------------------------------
     def _build_core(self, n_features: int) -> nn.Module:
@@ -244,6 +248,7 @@ class RecurrentImputer:
             {k: v.cpu() for k, v in self.state.best_weights.items()},
             "optimizer": self.optimizer.state_dict(),
             "training": self.state.to_dict(),
+            "preprocessing": None if self.preprocessing is None else self.preprocessing.to_dict(),
         }
         path = Path(path)
         atomic_write_bytes(path, lambda handle: _save_synced(payload, handle))
@@ -269,6 +274,8 @@ class RecurrentImputer:
         model.optimizer.load_state_dict(payload["optimizer"])
         training = payload["training"]
         best = payload["best_weights"]
+        if payload.get("preprocessing") is not None:
+            model.preprocessing = Preprocessing.from_dict(payload["preprocessing"])
         model.state = TrainingState(
             epoch=int(training["epoch"]), best_val_mae=float(training["best_val_mae"]),
             best_epoch=int(training["best_epoch"]), bad_epochs=int(training["bad_epochs"]),
