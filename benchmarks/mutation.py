@@ -110,6 +110,15 @@ EQUIVALENT: dict[str, str] = {
     "like -1.",
     **{_B + f"xǁ_Baselineǁevaluate__mutmut_{i}": "The `X_ori is None` guard is unreachable: `_check(..., "
        "need_ground_truth=True)` raises first, so its message never shows." for i in (10, 11, 12, 13)},
+    "gapray.gil.importance.xǁDeferredImportanceǁ__init____mutmut_19": "`clone(memory_format=None)` preserves the "
+    "layout; a 2-D input here is a fresh contiguous row gather, so the storage is contiguous either way, and it is "
+    "the tensor handed out as `input`, so the in-place scaling reaches the saved input in both cases.",
+    "gapray.gil.importance.xǁDeferredImportanceǁ__init____mutmut_21": "`_applied = None`: falsy like False; only "
+    "its truth value is read.",
+    "gapray.gil.importance.xǁDeferredImportanceǁapply__mutmut_17": "`importance.to(None)` keeps float32, the "
+    "storage's dtype; an in-place `mul_` keeps the storage's dtype anyway.",
+    "gapray.imputation.deari.core.x_cls_initial_state__mutmut_20": "`expand(B, +1, -1)`: +1 is 1, the token's "
+    "length.",
     _L + "x_encode_at__mutmut_20": "`tokens[:, index:index + 2]`: the extra query row attends on its own and "
     "only row 0 is returned; at the last position the slice has one row anyway.",
 }

@@ -142,3 +142,17 @@ def test_two_different_actions_give_different_next_states_and_rewards(variant: s
         assert np.abs(other[1][:, layout.zeta.start:] - first[1][:, layout.zeta.start:]).max() > 1e-4
         assert other[2] != pytest.approx(first[2], rel=1e-6, abs=1e-7)
     assert outcomes[1][2] != pytest.approx(outcomes[2][2], rel=1e-6, abs=1e-7)
+
+
+def test_an_importance_of_the_wrong_shape_is_refused_naming_both_shapes() -> None:
+    """The env reshapes the action to the encoder input; a mismatch must say which shapes clashed."""
+    from gapray.gil.importance import DeferredImportance, split_forward_input
+
+    with pytest.raises(ValueError, match=r"^importance has shape \(2, 3\), the input \(2, 4\)$"):
+        split_forward_input(torch.ones(2, 4), torch.ones(2, 3))
+    deferred = DeferredImportance(torch.ones(2, 4))
+    with pytest.raises(ValueError, match=r"^importance has shape \(4, 2\), the input \(2, 4\)$"):
+        deferred.apply(torch.ones(4, 2))
+    deferred.apply(torch.ones(2, 4))
+    with pytest.raises(RuntimeError, match=r"^the importance of this forward pass was already applied$"):
+        deferred.apply(torch.ones(2, 4))

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from gapray.imputation import DEARIConfig
 from gapray.imputation.brits.core import Batch
-from gapray.imputation.deari.core import DEARICore
+from gapray.imputation.deari.core import DEARICore, cls_initial_state
 from gapray.imputation.layers import encode_at
 
 
@@ -122,3 +122,12 @@ def test_encode_at_equals_the_full_encoder_at_any_position(norm_first: bool, fin
         full = encoder(tokens)
         for position in (0, 2, 4, -1):
             torch.testing.assert_close(encode_at(encoder, tokens, position), full[:, position], atol=ATOL, rtol=RTOL)
+
+
+def test_initial_state_modes_are_checked() -> None:
+    encoder = DEARICore(D, config(2)).initial_states[0][0].encoder
+    hidden = torch.randn(2, 4, H)
+    with pytest.raises(ValueError, match=r"^mode 'cls' needs a cls_token$"):
+        cls_initial_state(hidden, encoder, "cls", None)
+    with pytest.raises(ValueError, match=r"^attention_init must be 'cls', 'last' or 'mean', got 'first'$"):
+        cls_initial_state(hidden, encoder, "first")
