@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # No CUDA on this machine: the CPU wheel of torch 2.13.0 (on disk here); with CUDA: the normal wheel.
 TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo 'torch>=2.4'; else echo 'torch==2.13.0'; fi)
-DATA_DIR ?= $(if $(GAPRAY_DATA_DIR),$(GAPRAY_DATA_DIR),../shared/data)
+# The data root: $GAPRAY_DATA_DIR, else ../shared/data when it exists, else none (the demo downloads into the cache).
+DATA_DIR ?= $(if $(GAPRAY_DATA_DIR),$(GAPRAY_DATA_DIR),$(wildcard ../shared/data))
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint mutate install clean
@@ -18,9 +19,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
-# The main job: a smoke DEARI sweep on an embedded local Ray, tracked in ./mlflow.db.
+# The main job: the demo DEARI sweep (Beijing air; best trial vs LOCF and mean) on an embedded local Ray,
+# tracked in ./mlflow.db. The data are downloaded first when not on disk.
 demo: $(VENV)/.installed
-	$(PY) tuning/deari_sweep.py --smoke-test --data-dir $(DATA_DIR) \
+	$(PY) tuning/deari_sweep.py --demo $(if $(DATA_DIR),--data-dir $(DATA_DIR),) \
 		--tracking-uri sqlite:///mlflow.db --storage-path $(CURDIR)/ray_results
 
 test: $(VENV)/.installed
