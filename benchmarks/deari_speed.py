@@ -4,7 +4,8 @@ How to run this script::
 
     # step and inference timings, ratios against fp32 / 1 thread (about 5 minutes)
     python benchmarks/deari_speed.py --data-dir ../shared/data --part speed
-    # accuracy guard: fp32 vs the fast path after 20 epochs, same seeds (about 40 min on 2 idle cores)
+    # accuracy guard: fp32 vs the fast path after 20 epochs, same seeds (about 40 min on 2 idle cores);
+    # checkpointed every epoch under $GAPRAY_CACHE_DIR/runs/deari_speed/: rerun the same command to continue
     python benchmarks/deari_speed.py --data-dir ../shared/data --part accuracy --epochs 20
     # feed-forward width 2048 (paper) vs 512 vs 256 at equal epochs
     python benchmarks/deari_speed.py --data-dir ../shared/data --part width --epochs 20
@@ -39,6 +40,7 @@ import torch
 from gapray.data.loaders import load_dataset
 from gapray.data.splits import Split, imputation_split
 from gapray.imputation import DEARI, DEARIConfig
+from gapray.imputation.checkpoint import resume_or_start, run_dir
 from gapray.imputation.deari.core import DEARICore
 from gapray.imputation.training import impute_prepared, prepare
 
@@ -117,9 +119,12 @@ def measure_accuracy(split: Split, variants: list[str], epochs: int, seeds: list
             fast, _threads, width = VARIANTS[name]
             model = DEARI(DEARIConfig(n_layers=3, device="cpu", epochs=epochs, patience=epochs + 1, seed=seed,
                                       fast_attention=fast, attention_feedforward=width))
-            start = time.perf_counter()
-            model.fit(split.train, split.val, show_progress=False)
-            fit_seconds = time.perf_counter() - start
+            checkpoint = run_dir("deari_speed", f"{name}-seed{seed}-epochs{epochs}") / "checkpoint.pt"
+            model, resumed = resume_or_start(model, checkpoint)  # a long guard spans sessions
+            if resumed:
+                print(f"{name} seed {seed}: resuming at epoch {model.state.epoch} from {checkpoint}", flush=True)
+            model.fit(split.train, split.val, checkpoint_path=checkpoint, show_progress=False)
+            fit_seconds = sum(h["epoch_seconds"] for h in model.state.history)
             scores = model.evaluate(split.test)
             row = {"variant": name, "seed": seed, "epochs": epochs, "mae": scores["mae"], "mre": scores["mre"],
                    "best_epoch": model.state.best_epoch, "best_val_mae": model.state.best_val_mae,
