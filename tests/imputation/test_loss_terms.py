@@ -114,16 +114,21 @@ class _Recorder(nn.Module):
         return self.core(batch, with_loss=with_loss, kl_coefficient=kl_coefficient)
 
 
-def test_training_weights_the_kl_by_kl_weight_over_batches_and_observed_entries() -> None:
-    """On a sampling step the loss gets ``kl_weight / (n_batches * observed entries) * KL``; on
-    frozen steps none (FreezeSchedule, DEARI sec. 4.3)."""
+def test_training_passes_the_schedules_kl_coefficient_for_each_sampling_step() -> None:
+    """A sampling step's loss gets the schedule's coefficient for that minibatch of the epoch and
+    the training set's observed entries (its size is the schedule's to define, checked in
+    test_schedule.py; the core multiplies it with the KL, checked above); frozen steps get none."""
     torch.manual_seed(2)
     batch = make_batch(seed=8)  # 4 records
     data = PreparedData(values=batch.values, mask=batch.mask, deltas=batch.deltas)
     recorder = _Recorder(BRITSCore(D, BRITSConfig(hidden_size=H, bayesian=True)))
     optimizer = torch.optim.SGD(recorder.parameters(), lr=0.0)
-    schedule = FreezeSchedule(unfreeze_every=2, n_samples=3, kl_weight=5.0)
+    schedule = FreezeSchedule(unfreeze_every=2, n_samples=3, kl_weight=5.0, kl_scheme="blundell")
     train_one_epoch(recorder, optimizer, data, batch_size=2, schedule=schedule, first_step=0)
     observed = int(batch.mask.sum())
-    # steps 0 (frozen, 2 records) and 1 (sampling: 3 copies of 2 records, KL share 1/2 of the epoch)
-    assert recorder.calls == [(0.0, 2), (pytest.approx(5.0 / 2 / observed), 6)]
+    expected = schedule.kl_coefficient(1, 2, observed)  # minibatch 1 of 2, the observed training entries
+    # Blundell's shares differ per minibatch, so a wrong index, batch count or size shows
+    assert expected > 0 and expected != schedule.kl_coefficient(0, 2, observed)
+    assert expected != schedule.kl_coefficient(1, 2, 1) and expected != schedule.kl_coefficient(1, 3, observed)
+    # steps 0 (frozen, 2 records) and 1 (sampling: 3 copies of 2 records)
+    assert recorder.calls == [(0.0, 2), (pytest.approx(expected, rel=1e-12), 6)]
