@@ -65,6 +65,25 @@ def test_random_importance_is_bimodal_in_unit_interval():
     assert distance.mean().item() == pytest.approx(0.2 * np.sqrt(2 / np.pi), abs=0.01)
 
 
+def test_reference_mlp_random_branch_draws_every_entry_near_one():
+    """The reference MLP script's ``timesteps // 2 = 0`` leaves no entry at 0: every random entry
+    comes from TN(1, 0.2) on [0, 1], mean 1 - 0.2 * 2 phi(0) = 0.84042, P(< 0.5) =
+    (Phi(-2.5) - Phi(-5)) / (1/2 - Phi(-5)) = 0.01242; the default draws half near 0."""
+    gen = torch.Generator().manual_seed(4)
+    only_random = {"p2": 0.0, "p3": 1.0}
+    reference = BehaviourPolicyConfig(**only_random, random_share_at_one=1.0)
+    assert BehaviourPolicyConfig.tabular(random_share_at_one=1.0).random_share_at_one == 1.0
+    action, branch = behaviour_policy(torch.zeros(2000, 4, 8), torch.ones(2000, 4, 8), 0, reference, gen)
+    assert bool((branch == BRANCH_RANDOM).all())
+    assert action.mean().item() == pytest.approx(0.84042, abs=0.003)
+    assert (action < 0.5).float().mean().item() == pytest.approx(0.01242, abs=0.002)
+    default, _ = behaviour_policy(torch.zeros(2000, 4, 8), torch.ones(2000, 4, 8), 0,
+                                  BehaviourPolicyConfig(**only_random), gen)
+    assert (default < 0.5).float().mean().item() == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(ValueError, match="random_share_at_one"):
+        BehaviourPolicyConfig(random_share_at_one=1.5)
+
+
 def test_invalid_configs_are_rejected():
     with pytest.raises(ValueError, match="p2 \\+ p3"):
         BehaviourPolicyConfig(p2=0.7, p3=0.5)

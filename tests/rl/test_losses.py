@@ -142,6 +142,29 @@ def test_reference_critic_join_is_additive_in_state_and_action():
         assert (grad.std(dim=0).max().item() > 1e-4) == state_dependent
 
 
+def test_critic_l2_adds_the_reference_decay_to_the_critic_loss_and_gradient():
+    """critic_l2 = 0.01 (the reference's) on the join weight (1), its bias (0.3: no BatchNorm after
+    it), the action weight (2) and the output bias (0.5), not the output weight: the loss grows by
+    0.01 * (1 + 0.09 + 4 + 0.25) / 2 and each of those gradients by 0.01 * w."""
+    critic_losses, grads = [], []
+    for l2 in (0.0, 0.01):
+        learner, module, config = tiny_learner(critic_l2=l2)
+        with torch.no_grad():
+            module.qf.state_join.bias.fill_(0.3)
+        batch = tiny_batch()
+        learner.compute_loss_for_module(module_id=MID, config=config, batch=batch, fwd_out=module.forward_train(batch))
+        loss = learner._temp_losses[(MID, QF_OPTIMIZER)]
+        critic_losses.append(loss.item())
+        names, params = zip(*module.qf.named_parameters())
+        grads.append(dict(zip(names, torch.autograd.grad(loss, params))))
+    assert critic_losses[1] - critic_losses[0] == pytest.approx(0.01 * (1 + 0.09 + 4 + 0.25) / 2, rel=1e-4)
+    expected = {"state_join.weight": 0.01, "state_join.bias": 0.003, "action_branch.weight": 0.02,
+                "out.weight": 0.0, "out.bias": 0.005}
+    assert set(grads[1]) == set(expected)
+    for name, value in expected.items():
+        assert (grads[1][name] - grads[0][name]).item() == pytest.approx(value, abs=1e-6), name
+
+
 def test_in_place_polyak_update_matches_rllibs_state_dict_update():
     """Parameters and BatchNorm statistics (running mean/var, the integer batch count)."""
     import copy

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gapray.rl.networks import Actor
+from gapray.rl.networks import Actor, Critic
 
 
 def trained_actor(output: str, batch_norm: bool = True) -> Actor:
@@ -53,3 +53,21 @@ def test_act_uses_running_statistics_in_training_mode_and_leaves_them_unchanged(
         batch_statistics = actor(state)
     assert not torch.allclose(together, batch_statistics, atol=1e-3)   # differs from train-mode forward
     assert not together.requires_grad
+
+
+@pytest.mark.parametrize(("join", "batch_norm", "expected"), [
+    ("post_activation", True, {"state_body.0.0.weight", "state_body.1.0.weight", "action_branch.0.weight",
+                               "out.bias"}),
+    ("pre_activation", False, {"state_body.0.0.weight", "state_body.0.0.bias", "state_join.weight",
+                               "state_join.bias", "action_branch.weight", "out.bias"}),
+])
+def test_critic_l2_covers_the_tensors_slim_regularises(join: str, batch_norm: bool, expected: set[str]) -> None:
+    """The reference's qnetwork.py: hidden weights, biases only where no BatchNorm follows (slim
+    creates none there), the output bias but not the output weight, never BatchNorm's parameters."""
+    torch.manual_seed(0)
+    critic = Critic(5, 3, (8, 6), batch_norm=batch_norm, last_init_std=None, join=join)
+    names = {id(p): n for n, p in critic.named_parameters()}
+    assert {names[id(p)] for p in critic.regularized_parameters()} == expected
+    params = dict(critic.named_parameters())
+    hand = sum(float(params[n].detach().pow(2).sum()) for n in expected) / 2
+    assert critic.l2_penalty().item() == pytest.approx(hand, rel=1e-6)
