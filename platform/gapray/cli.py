@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "gapray.gil.cli",
     "gapray.sweep.cli",
     "gapray.imputation.cli",
+    "gapray.imputation.table_cli",
     "gapray.imputation.uncertainty_cli",
 )
 

@@ -75,6 +75,8 @@ def _table_parts(dataset: TimeSeriesDataset, prediction: Mapping[str, np.ndarray
     fields["imputed"] = ~observed
     for name in ("std", "lower", "upper"):
         given = None if prediction is None else prediction.get(name)
+        if name == "std" and prediction is not None and prediction.get("calibrated_std") is not None:
+            given = prediction["calibrated_std"]  # the std of the calibrated interval
         estimate = np.full(shape, np.nan) if given is None else np.asarray(given, dtype=np.float64)
         fields[name] = np.where(observed, 0.0 if name == "std" else values, estimate)
     lengths = dataset.lengths if dataset.lengths is not None else np.full(len(dataset), dataset.n_steps)
@@ -102,7 +104,7 @@ def to_frame(dataset: TimeSeriesDataset, prediction: Mapping[str, np.ndarray] | 
     """The grid as a table in ``layout`` (default: the layout it was read in), with imputations.
 
     ``prediction`` holds ``[N, T, D]`` arrays in original units: ``imputation`` and optionally
-    ``std``, ``lower``, ``upper`` (e.g. from
+    ``std`` (``calibrated_std`` when given: the std of a calibrated interval), ``lower``, ``upper`` (e.g. from
     :func:`gapray.imputation.preprocessing.predict_in_original_units`). Observed bins keep the
     table's own float64 values bit for bit (``std`` 0, ``lower`` = ``upper`` = the value);
     ``imputed`` is True where the bin had no value. Rows cover each series from its first bin to

@@ -1,4 +1,8 @@
-"""``gapray impute``: fit and score one imputation model under a named protocol, print one JSON line."""
+"""``gapray impute``: fit and score one imputation model under a named protocol, print one JSON line.
+
+With ``--model-uri``, ``--data`` and ``--out`` instead, the same command fills a user's table with
+a fitted model (:mod:`gapray.imputation.table_cli`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 
 from gapray.imputation.checkpoint import run_dir
 from gapray.imputation.experiment import MODEL_NAMES, run_experiment
+from gapray.imputation.table_cli import add_impute_arguments, impute_table_command
 
 DATASETS = ("physionet2012", "beijing-air", "traffic")
 
@@ -17,10 +22,11 @@ DATASETS = ("physionet2012", "beijing-air", "traffic")
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``gapray impute``."""
     parser = subparsers.add_parser(
-        "impute", help="fit an imputation model and print MAE, MRE, fit time and samples/s as JSON",
-        description="Fit and score an imputation model (DEARI Table 1 rows) on the held-out entries.")
-    parser.add_argument("--model", required=True, choices=MODEL_NAMES)
-    parser.add_argument("--dataset", required=True, choices=DATASETS)
+        "impute", help="score an imputer on a benchmark (--model, --dataset), or fill your table (--model-uri, --data)",
+        description="Fit and score an imputation model (DEARI Table 1 rows) on the held-out entries of a benchmark "
+                    "dataset (--model, --dataset); or fill a table with a fitted model (--model-uri, --data, --out).")
+    parser.add_argument("--model", default=None, choices=MODEL_NAMES, help="benchmark scoring: the model to fit")
+    parser.add_argument("--dataset", default=None, choices=DATASETS, help="benchmark scoring: the dataset")
     parser.add_argument("--data-dir", default=None,
                         help="data root or the dataset's folder (default: $GAPRAY_DATA_DIR, ../shared/data, cache)")
     parser.add_argument("--protocol", default="deari", choices=("deari", "pypots"))
@@ -39,11 +45,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
                         help="checkpoint name under $GAPRAY_CACHE_DIR/runs/impute/ (default: from the settings)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run with these settings from its last finished epoch")
+    add_impute_arguments(parser)
     parser.set_defaults(handler=_impute)
 
 
 def _impute(args: argparse.Namespace) -> int:
     from gapray.data.loaders import load_dataset
+
+    if args.model_uri is not None or args.data is not None:
+        if args.model is not None or args.dataset is not None:
+            raise ValueError("gapray impute: --model/--dataset (benchmark scoring) and --model-uri/--data "
+                             "(fill a table) do not mix")
+        return impute_table_command(args)
+    if args.model is None or args.dataset is None:
+        raise ValueError("gapray impute: give --model and --dataset (score on a benchmark), or --model-uri, --data "
+                         "and --out (fill your table)")
 
     if not 1 <= args.folds <= 5:
         raise ValueError(f"--folds must be in [1, 5], got {args.folds}")
