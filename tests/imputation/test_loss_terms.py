@@ -53,6 +53,18 @@ def test_dml_term_is_the_weighted_multi_similarity_loss_of_the_layer_mean_hidden
             assert not torch.allclose(out.terms["dml"], 0.5 * alone)
 
 
+@pytest.mark.parametrize("kind", ["brits", "deari"])
+def test_dml_mines_within_each_monte_carlo_copy(kind: str) -> None:
+    """With the batch repeated for Monte Carlo passes, another copy of the same record is no
+    negative: with identical copies (frozen weights) the term equals the single batch's."""
+    batch = make_batch(seed=9)
+    core = _core(kind, 0.5)
+    single = core(batch).terms["dml"]
+    repeated = core(batch.repeat(3)).terms["dml"]
+    assert single > 0.01
+    torch.testing.assert_close(repeated, single)
+
+
 def test_dml_gradient_reaches_the_recurrent_weights_scaled_by_its_weight() -> None:
     """The DML term's gradient on a recurrent weight is ``dml_weight`` times the unweighted one."""
     batch = make_batch(seed=6)

@@ -90,6 +90,12 @@ def test_deari_matches_the_layer_by_layer_reference(n_layers: int, cell: str, at
     for got, want in zip(seen, ref["layers"]):
         torch.testing.assert_close(got, want["values"].detach(), atol=ATOL, rtol=RTOL)
     assert_same_gradients(core, out.loss, ref["loss"])
+    names = [name for name, _ in core.named_parameters()]
+    assert any("cls_token" in name for name in names) == (attention_init == "cls")  # a token only for CLS
+    with torch.no_grad():  # inference: the same imputation and layers, no loss terms
+        inference = core(batch, with_loss=False)
+    torch.testing.assert_close(inference.imputation, out.imputation.detach())
+    assert inference.terms == {} and float(inference.loss) == 0.0 and len(inference.layers) == n_layers
 
 
 def test_a_deeper_layer_depends_on_its_attention_state_and_layer_one_does_not() -> None:
