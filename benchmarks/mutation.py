@@ -119,12 +119,23 @@ EQUIVALENT: dict[str, str] = {
     "storage's dtype; an in-place `mul_` keeps the storage's dtype anyway.",
     "gapray.imputation.deari.core.x_cls_initial_state__mutmut_20": "`expand(B, +1, -1)`: +1 is 1, the token's "
     "length.",
+    "gapray.imputation.brits.core.x_metric_learning_term__mutmut_1": "The default `n_samples=1` becomes 2; both "
+    "callers always pass `batch.n_samples`, so the default is never used.",
+    "gapray.imputation.brits.core.xǁBatchǁrecurrence_inputs__mutmut_3": "Swaps which path (autograd or not) "
+    "shares a repeated batch's input-only terms across its copies: the values and gradients are the same either "
+    "way (`repeat` is differentiable); only the cost changes.",
+    "gapray.imputation.deari.core.xǁDEARICoreǁforward__mutmut_38": "Always averages the layer imputations, "
+    "also for one layer: the mean of one tensor is that tensor.",
     _L + "x_encode_at__mutmut_20": "`tokens[:, index:index + 2]`: the extra query row attends on its own and "
     "only row 0 is returned; at the last position the slice has one row anyway.",
 }
 """Surviving mutants that cannot change behaviour, with the reason (reviewed by hand)."""
 
 NOT_WORTH_KILLING: dict[str, str] = {
+    **{f"gapray.imputation.brits.core.xǁBatchǁrepeat__mutmut_{i}": "`records=None` on a repeated batch: "
+       "inference then computes the input-only terms once per copy instead of once per record. Same values, "
+       "more work; the sharing is checked by `test_bayesian_models.py`, outside this run's fast test selection."
+       for i in (5, 10)},
     **{_B + f"xǁ_Baselineǁfit__mutmut_{i}": "Drops `out=np.zeros(...)` from `np.divide(..., where=counts > 0)`: "
        "a never-observed feature then gets whatever the fresh buffer holds, which here is 0, the right value. "
        "A test would have to control NumPy's allocator." for i in (36, 40)},

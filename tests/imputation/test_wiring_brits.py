@@ -218,6 +218,8 @@ def test_brits_imputation_keeps_observed_values_and_uses_both_directions() -> No
     batch = make_batch(seed=4)
     with torch.no_grad():
         out = core(batch, with_loss=False)
+        assert out.terms == {} and float(out.loss) == 0.0 and len(out.layers) == 1  # inference: no loss terms
+        torch.testing.assert_close(out.imputation, core(batch).imputation)
         observed = batch.mask.bool()
         assert torch.equal(out.imputation[observed], batch.values[observed])
         # change the last step's observed values: an earlier missing entry of the same record changes
