@@ -65,7 +65,7 @@ SPACE_TAG = "gapray.search_space"
 INTERVAL_LEVEL = 0.9
 """Nominal coverage of the best trial's intervals when it is Bayesian."""
 WORKER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "TQDM_DISABLE": "1",
-              "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+              "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 DATASET_FILES: dict[str, tuple[str, ...]] = {"physionet2012": ("set-a.tar.gz", "Outcomes-a.txt")}
 """Files a sweep needs when it is not the dataset's default download (the sweep uses PhysioNet's set a)."""
 
@@ -343,9 +343,13 @@ def baseline_scores(split: Split, dataset: str = "test") -> dict[str, dict[str, 
     return out
 
 
-def champion_input_example(split: Split, n_records: int = 2) -> np.ndarray:
-    """What the registered model is shown with (and its signature inferred from): test records, NaN = missing."""
-    return np.asarray(split.test.X[:n_records], dtype=np.float32)
+def champion_input_example(split: Split, n_records: int = 2) -> np.ndarray | None:
+    """What the registered model is shown with: test records in original units (the champion carries its
+    scaler), NaN = missing; None for a sweep on a user's table (the registry then shows a synthetic table)."""
+    if split.train.extra.get("table") is not None:
+        return None
+    # float64: the dtype of the array signature (gapray.tracking.model_schema), which MLflow checks the example against
+    return np.asarray(split.standardizer.inverse(split.test.X[:n_records]), dtype=np.float64)
 
 
 def run_sweep(

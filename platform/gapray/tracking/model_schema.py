@@ -4,7 +4,7 @@ A model fitted on a table (``model.preprocessing.table``) takes that table, long
 signature names the id and time columns (required) and every layout's other columns
 (optional), so MLflow passes either layout through. Value columns are typed ``Any``: a CSV read
 by ``mlflow models predict`` gives integers, floats or text, and the model parses them itself
-with errors that name the column and row. A model fitted on arrays takes a float ``[N, T, D]``
+with errors that name the column and row. A model fitted on arrays takes a float32 ``[N, T, D]``
 tensor. Parameters: ``level`` (interval level) and ``uncertainty`` (array input: return a dict
 with ``std``/``lower``/``upper``).
 """
@@ -67,7 +67,7 @@ def model_signature(model: Any) -> ModelSignature:
     if fmt is not None:
         return ModelSignature(inputs=table_input_schema(fmt), outputs=table_output_schema(fmt), params=PARAMS)
     n_features = int(model.n_features)
-    tensor = Schema([TensorSpec(np.dtype(np.float64), (-1, -1, n_features))])
+    tensor = Schema([TensorSpec(np.dtype(np.float32), (-1, -1, n_features))])
     return ModelSignature(inputs=tensor, outputs=tensor, params=PARAMS)
 
 
