@@ -348,8 +348,8 @@ def champion_input_example(split: Split, n_records: int = 2) -> np.ndarray | Non
     scaler), NaN = missing; None for a sweep on a user's table (the registry then shows a synthetic table)."""
     if split.train.extra.get("table") is not None:
         return None
-    # float64: the dtype of the array signature (gapray.tracking.model_schema), which MLflow checks the example against
-    return np.asarray(split.standardizer.inverse(split.test.X[:n_records]), dtype=np.float64)
+    # float32: the dtype of the array signature (gapray.tracking.model_schema), which MLflow checks the example against
+    return np.asarray(split.standardizer.inverse(split.test.X[:n_records]), dtype=np.float32)
 
 
 def run_sweep(
