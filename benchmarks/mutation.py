@@ -145,10 +145,13 @@ choice (an error message's wording, a tolerance), with the reason."""
 
 
 def mark_step_logic_only(source: str) -> str:
-    """``# pragma: no mutate block`` on the header of every function outside :data:`STEP_LOGIC`."""
+    """``# pragma: no mutate block`` on the header of every function but ``GILEnv``'s :data:`STEP_LOGIC`."""
     lines = source.splitlines()
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node.name in STEP_LOGIC:
+    tree = ast.parse(source)
+    env_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "GILEnv")
+    keep = {id(n) for n in env_class.body if isinstance(n, ast.FunctionDef) and n.name in STEP_LOGIC}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or id(node) in keep:
             continue
         for index in range(node.lineno - 1, node.body[0].lineno):  # the line that ends the header
             code = lines[index].split("#")[0].rstrip()
