@@ -26,10 +26,15 @@ MNIST at 90 % MCAR with the MLP (paper Table 3)::
     python tuning/gil_ddpg.py --dataset mnist --data-root ../shared/data --missing-rate 0.9 \
         --horizon 2000 --iterations 20 --final-steps 10000
 
-On a Ray cluster (remote env runners, MLflow server on the head node)::
+On a Ray cluster (remote env runners; the MLflow server on the head is ``MLFLOW_TRACKING_URI``
+there, docs/cluster.md)::
 
-    ray submit cluster.yaml tuning/gil_ddpg.py -- --address auto --num-env-runners 4 \
-        --storage-path s3://BUCKET/gapray/ray_results --tracking-uri http://localhost:5000
+    ray submit cluster.yaml tuning/gil_ddpg.py -- --address auto --num-env-runners 3 \
+        --storage-path s3://BUCKET/gapray/ray_results
+
+One trial asks Ray for 1 CPU for itself plus 1 CPU per env runner. A trial that can never fit
+the cluster fails at once, naming what it needs and what the cluster has (Tune would keep it
+PENDING forever); ``--resource-wait-seconds 600`` first gives an autoscaler time to add nodes.
 
 ``--search-lrs`` grid-searches the actor/critic learning rates (4 trials); ``--num-samples``
 repeats each. ``mlflow ui --backend-store-uri sqlite:///mlflow.db`` shows the runs.
@@ -62,13 +67,17 @@ import dataclasses
 import json
 import sys
 
+from gapray.rl.algorithm import DDPG
 from gapray.rl.gil_training import (
     SMOKE_TEST,
     GILDDPGSettings,
+    build_ddpg_config,
     default_tracking_uri,
     format_outcome,
     run_gil_ddpg,
 )
+from gapray.sweep.resources import require_rllib_trial_fits
+from gapray.sweep.runner import connect_ray
 from gapray.sweep.settings import add_settings_arguments
 
 
@@ -81,20 +90,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage-path", default="~/ray_results", help="Ray Tune storage (shared on a cluster)")
     parser.add_argument("--num-samples", type=int, default=1, help="Tune samples (x4 with --search-lrs)")
     parser.add_argument("--search-lrs", action="store_true", help="grid-search actor/critic learning rates")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="one trial per seed (overrides --seed); the parent's plot compares GIL, ones and mask "
+                             "over them")
     parser.add_argument("--name", default=None, help="Tune experiment and MLflow parent run name")
     parser.add_argument("--output", default=None, help="write the outcome as JSON here")
     parser.add_argument("--smoke-test", action="store_true", help="tiny digits run to check the wiring")
+    parser.add_argument("--resource-wait-seconds", type=float, default=0.0,
+                        help="wait this long for an autoscaler to add the nodes one trial needs (0: fail at once)")
     args = vars(parser.parse_args(argv))
     extra = {k: args.pop(k) for k in ("address", "tracking_uri", "storage_path", "num_samples", "search_lrs",
-                                       "name", "output", "smoke_test")}
+                                       "name", "output", "smoke_test", "resource_wait_seconds", "seeds")}
     if extra["smoke_test"]:
         defaults = {f.name: f.default for f in dataclasses.fields(GILDDPGSettings)}
         args.update({k: v for k, v in SMOKE_TEST.items() if args[k] == defaults[k]})
     try:
         settings = GILDDPGSettings(**args)
+        connect_ray(extra["address"])  # fail fast, before any MLflow run, if one trial can never be placed
+        require_rllib_trial_fits(DDPG, build_ddpg_config(settings), what="one trial of tuning/gil_ddpg.py",
+                                 advice="Lower --num-env-runners, or add nodes.",
+                                 wait_seconds=extra["resource_wait_seconds"])
         outcome = run_gil_ddpg(settings, tracking_uri=extra["tracking_uri"], storage_path=extra["storage_path"],
                                address=extra["address"], num_samples=extra["num_samples"],
-                               search_lrs=extra["search_lrs"], name=extra["name"])
+                               search_lrs=extra["search_lrs"], name=extra["name"], seeds=extra["seeds"])
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"gil_ddpg: error: {error}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, QNetAPI, TargetNetwo
 from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
+from ray.util.debug import log_once
 
 from gapray.rl.behaviour import BRANCH_ACTOR, BehaviourPolicyConfig, behaviour_branches, behaviour_policy
 from gapray.rl.exploration import NOISE_TYPES, OrnsteinUhlenbeckNoise, gaussian_noise
@@ -43,6 +44,9 @@ QF_TWIN_PREDS = "qf_twin_preds"
 QF_TARGET_NEXT = "q_target_next"
 Q_CURR = "q_curr"
 ACTIONS_CURR = "actions_curr"
+RLMODULE_CONFIG_NOTICE = "RLModule(config=[RLModuleConfig object])"
+"""The ``log_once`` key of RLlib's deprecation notice for ``RLModuleConfig`` (see
+:meth:`DDPGTorchRLModule.__init__`)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,15 @@ class DDPGTorchRLModule(TorchRLModule, TargetNetworkAPI, QNetAPI, InferenceOnlyA
     # spaces, and continuous actions.
     observation_space: gym.Space
     action_space: gym.spaces.Box
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # RLlib 2.60's RLModule.__init__ always builds the deprecated RLModuleConfig (kept for
+        # old custom models), whose constructor logs "DeprecationWarning: `RLModule(config=
+        # [RLModuleConfig object])` has been deprecated" once per process: in every remote env
+        # runner, although this module is built with the new keyword arguments (RLModuleSpec
+        # .build). Mark that one notice as already logged. Passing ``config=`` still raises.
+        log_once(RLMODULE_CONFIG_NOTICE)
+        super().__init__(*args, **kwargs)
 
     @override(RLModule)
     def setup(self) -> None:
