@@ -20,10 +20,14 @@ A real sweep on this machine (local Ray, sqlite MLflow store ./mlflow.db)::
 
     python tuning/deari_sweep.py --num-samples 40 --data-dir ../shared/data
 
-On a Ray cluster (see docs/cluster.md; the MLflow server runs on the head node)::
+On a Ray cluster (docs/cluster.md; the MLflow server on the head is ``MLFLOW_TRACKING_URI``
+there, so no ``--tracking-uri``)::
 
     ray submit cluster.yaml tuning/deari_sweep.py -- --address auto \
-        --storage-path s3://BUCKET/gapray/ray_results --tracking-uri http://localhost:5000
+        --storage-path s3://BUCKET/gapray/ray_results
+
+It ends by printing the tunnel to the MLflow UI, to run on your machine:
+``ray attach cluster.yaml -p 5000``, then open http://localhost:5000 while that shell is open.
 
 Resume after the driver died (same flags, plus ``--resume``; ``--name`` picks a sweep)::
 

@@ -26,14 +26,81 @@ def _load(path: str) -> dict:
     return yaml.safe_load((REPO / path).read_text())
 
 
-@pytest.mark.parametrize("path", ["cluster.yaml", "docker/cluster.local.yaml"])
+CONFIGS = ["cluster.yaml", "docker/cluster.local.yaml"]
+
+
+def _option(command: str, name: str) -> str:
+    match = re.search(rf"{name}[ =](\S+)", command)
+    assert match, f"{name} missing from {command!r}"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("path", CONFIGS)
 def test_cluster_config_passes_rays_own_validation(path: str) -> None:
     prepared = prepare_config(copy.deepcopy(_load(path)))
     validate_config(prepared)
     commands = " ".join(prepared["setup_commands"])
     assert "which ray" in commands and "import gapray" in commands  # python + ray on the login PATH
-    start = " ".join(prepared["head_start_ray_commands"])
-    assert "mlflow server" in start and "--host $(hostname -I" in start and "0.0.0.0 --port 5000" not in start
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_mlflow_server_is_started_by_pid_file_on_loopback_and_node_address(path: str) -> None:
+    """Ray runs each command as ``bash --login -c -i '<command>'``: a ``pkill -f`` pattern found in
+    the command kills that very shell (exit 143, ``ray up`` fails). The server module stops its
+    own pids instead, and binds the loopback and Ray's node address, never 0.0.0.0."""
+    config = _load(path)
+    commands = [c for key, value in config.items() if key.endswith("_commands") for c in value]
+    assert not [c for c in commands if "pkill" in c or "killall" in c]
+    assert not [c for c in commands if "hostname -I" in c]  # empty on a node with only loopback
+    start = [c for c in config["head_start_ray_commands"] if "gapray.tracking.server start" in c]
+    assert len(start) == 1 and "0.0.0.0" not in start[0] and "--host" not in start[0]
+    assert config["head_start_ray_commands"].index(start[0]) > next(
+        i for i, c in enumerate(config["head_start_ray_commands"]) if "ray start --head" in c)
+
+
+@pytest.mark.parametrize(("path", "artifacts"),
+                         [("cluster.yaml", "s3://"), ("docker/cluster.local.yaml", "/mnt/shared/")])
+def test_tracking_store_on_the_heads_disk_artifacts_on_shared_storage(path: str, artifacts: str) -> None:
+    config = _load(path)
+    start = next(c for c in config["head_start_ray_commands"] if "gapray.tracking.server start" in c)
+    store = _option(start, "--backend-store-uri")
+    assert store == "sqlite:///$HOME/mlflow/mlflow.db"                     # the container's /home/ray/mlflow
+    mounts = config["docker"]["head_run_options"]
+    assert "-v gapray-mlflow:/home/ray/mlflow" in [m.split("#")[0].strip() for m in mounts]  # a local volume
+    assert not any("/mnt/shared" in m and "mlflow" in m for m in config["docker"]["run_options"])
+    assert _option(start, "--artifacts-destination").startswith(artifacts)
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_head_login_shells_know_the_tracking_uri_and_their_cluster_config(path: str) -> None:
+    setup = " ".join(_load(path)["head_setup_commands"])
+    assert 'MLFLOW_TRACKING_URI=$(python -m gapray.tracking.server uri --port 5000)' in setup
+    assert f"export GAPRAY_CLUSTER_CONFIG={path}'" in setup                  # the UI hint names this file
+    assert setup.index("sed -i") < setup.index("export MLFLOW_TRACKING_URI")  # rewritten on every `ray up`
+
+
+def test_onprem_config_checks_and_fetches_the_data_on_shared_storage() -> None:
+    setup = _load("docker/cluster.local.yaml")["head_setup_commands"]
+    data = [c for c in setup if "physionet2012" in c]
+    assert "test -f /mnt/shared/data/physionet2012/set-a.tar.gz -a -f /mnt/shared/data/physionet2012/Outcomes-a.txt" \
+        in data[0] and "gapray data fetch physionet2012 --subset a --dest /mnt/shared/data/physionet2012" in data[0]
+    assert data[1] == "gapray data describe physionet2012 --data-dir /mnt/shared/data --json"
+
+
+def test_ray_is_capped_at_the_tested_minor_version() -> None:
+    """gapray.rl copies RLlib's DQN training_step and reads private attributes: the package allows
+    only the Ray minor version it was tested with (docs/cluster.md, "Moving the Ray cap")."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirement = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "ray")
+    installed = Version(ray.__version__)
+    assert requirement.specifier.contains(installed)
+    assert not requirement.specifier.contains(f"{installed.major}.{installed.minor + 1}.0")
+    assert requirement.specifier.contains(f"{installed.major}.{installed.minor}.99")
 
 
 def test_aws_config_has_a_cpu_head_gpu_workers_docker_and_s3() -> None:
@@ -46,7 +113,6 @@ def test_aws_config_has_a_cpu_head_gpu_workers_docker_and_s3() -> None:
     assert gpu_workers and all(t["node_config"]["InstanceType"].startswith(("g", "p")) for t in gpu_workers)
     assert config["docker"]["worker_image"].endswith("-gpu") and config["docker"]["head_image"].endswith("-cpu")
     assert "s3://" in " ".join(config["head_start_ray_commands"])
-    assert "MLFLOW_TRACKING_URI" in " ".join(config["head_setup_commands"])
     # The validation is real: a misspelt key or too few max_workers are refused.
     with pytest.raises(Exception, match="'gpu_workers' was unexpected"):
         validate_config(prepare_config({**copy.deepcopy(config), "gpu_workers": 1}))
@@ -83,12 +149,14 @@ def test_dockerfile_lints_clean_and_pins_the_installed_ray(name: str, flavour: s
     assert "torch==" in runs and torch_index in args["TORCH_INDEX_URL"]
     assert "pip install --no-cache-dir . " in runs and '"ray[default,tune,rllib]==${RAY_VERSION}"' in runs
     assert (REPO / "docker" / f"{name}.dockerignore").read_text().startswith("# Build context")
+    assert "mkdir -p /home/ray/mlflow" in runs  # the named volume of the MLflow store starts owned by `ray`
 
 
 def test_mlflow_compose_file_has_a_server_with_persistent_store_and_artifacts() -> None:
     compose = _load("docker/mlflow.compose.yaml")
     server = compose["services"]["mlflow"]
     assert "--backend-store-uri sqlite:////mlflow/db/mlflow.db" in server["command"]
+    assert "--workers 1" in server["command"]  # one process writes the sqlite file
     assert "--artifacts-destination" in server["command"]
     mounted = {v.split(":")[0] for v in server["volumes"]}
     assert mounted <= set(compose["volumes"]) and server["ports"][0].startswith("${MLFLOW_BIND:-127.0.0.1}")
