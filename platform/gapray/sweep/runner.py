@@ -49,10 +49,10 @@ from gapray.tracking import (
     get_or_create_parent_run,
     latest_unfinished_parent,
     log_metrics,
-    mlflow_ui_command,
     resolve_tracking_uri,
 )
 from gapray.tracking.runs import run_link, set_description, set_tags
+from gapray.tracking.ui import mlflow_ui_hint
 
 if TYPE_CHECKING:
     from gapray.tracking.registry import RegisteredModel
@@ -596,5 +596,5 @@ def format_report(outcome: SweepOutcome) -> str:
         lines.append(f"  - Models tab: {outcome.registered.model_uri} (version {outcome.registered.version}), "
                      "the best trial's model with its signature, params and test scores")
     lines += [f"MLflow parent run {outcome.parent_run_id}; open the UI with:",
-              f"  {mlflow_ui_command(outcome.tracking_uri)}"]
+              f"  {mlflow_ui_hint(outcome.tracking_uri)}"]
     return "\n".join(lines)
