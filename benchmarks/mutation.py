@@ -126,6 +126,8 @@ EQUIVALENT: dict[str, str] = {
     "way (`repeat` is differentiable); only the cost changes.",
     "gapray.imputation.deari.core.xǁDEARICoreǁforward__mutmut_38": "Always averages the layer imputations, "
     "also for one layer: the mean of one tensor is that tensor.",
+    "gapray_envs.gil_env.xǁGILEnvǁstep__mutmut_1": "`session is None and _pending is None`: reset() sets both "
+    "and nothing clears one without the other, so 'or' and 'and' agree on every reachable state.",
     _L + "x_encode_at__mutmut_20": "`tokens[:, index:index + 2]`: the extra query row attends on its own and "
     "only row 0 is returned; at the last position the slice has one row anyway.",
 }

@@ -108,6 +108,10 @@ def test_a_step_applies_the_action_as_gil_importance_and_rewards_the_loss_after_
                                            atol=1e-7, rtol=1e-5)
         with torch.no_grad():  # reward: minus the batch's loss under the updated weights
             loss_after = F.cross_entropy(predictor(x).logits, y)
+            loss_before = F.cross_entropy(before(x).logits, y)
+        assert info["loss_before_update"] == pytest.approx(float(loss_before), rel=1e-5)
+        decay = env.config.lr_decay_rate ** ((step + 1) / env.config.lr_decay_steps)  # continuous decay
+        assert info["learning_rate"] == pytest.approx(env.config.learning_rate * decay, rel=1e-9)
         assert reward == pytest.approx(-float(loss_after), rel=1e-5)
         assert info["loss"] == pytest.approx(float(loss_after), rel=1e-5)
         # the next observation: the next batch's rows and the updated predictor's own outputs
@@ -142,6 +146,11 @@ def test_two_different_actions_give_different_next_states_and_rewards(variant: s
         assert np.abs(other[1][:, layout.zeta.start:] - first[1][:, layout.zeta.start:]).max() > 1e-4
         assert other[2] != pytest.approx(first[2], rel=1e-6, abs=1e-7)
     assert outcomes[1][2] != pytest.approx(outcomes[2][2], rel=1e-6, abs=1e-7)
+
+
+def test_step_before_reset_is_refused() -> None:
+    with pytest.raises(RuntimeError, match=r"^GILEnv.step\(\) called before reset\(\)$"):
+        GILEnv(MLP).step(np.ones((16, 64), dtype=np.float32))
 
 
 def test_an_importance_of_the_wrong_shape_is_refused_naming_both_shapes() -> None:
