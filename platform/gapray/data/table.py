@@ -368,8 +368,9 @@ def _wide_observations(frame: pd.DataFrame, fmt: TableFormat, where: _Where, str
     if repeated.any():
         first = int(np.flatnonzero(repeated)[0])
         same = np.flatnonzero(repeated & (codes == codes[first]) & (times == times[first]))
-        raise DatasetError(f"{where.row(int(same[1]))}: duplicate id and time: {_show(frame[fmt.id_col].iat[first])} at "
-                           f"{_show(frame[fmt.time_col].iat[first])} is also on row {int(same[0]) + 1} (columns "
+        series, time = _show(frame[fmt.id_col].iat[first]), _show(frame[fmt.time_col].iat[first])
+        raise DatasetError(f"{where.row(int(same[1]))}: duplicate id and time: {series} at {time} is also on row "
+                           f"{int(same[0]) + 1} (columns "
                            f"{fmt.id_col!r}, {fmt.time_col!r}); a wide table has one row per id and time")
     columns = [str(c) for c in frame.columns if c not in (fmt.id_col, fmt.time_col)]
     if fmt.variables is None:
@@ -480,17 +481,17 @@ def _grid(obs: _Observations, fmt: TableFormat, frame: pd.DataFrame, where: _Whe
     sample = first_sample[obs.codes[row]] + entry_rel // window
     flat = (sample * window + entry_rel % window) * n_features + feature
     size = n_samples * window * n_features
-    grid = np.full(size, np.nan, dtype=np.float64)
+    flat_grid = np.full(size, np.nan, dtype=np.float64)
     if fmt.aggregate == "last":
         order = np.lexsort((row, obs.times[row]))  # by time, then row
         ordered = flat[order]
         last = ordered.size - 1 - np.unique(ordered[::-1], return_index=True)[1]
-        grid[ordered[last]] = value[order][last]
+        flat_grid[ordered[last]] = value[order][last]
     else:
         sums = np.bincount(flat, weights=value, minlength=size)
         counts = np.bincount(flat, minlength=size)
-        grid[counts > 0] = sums[counts > 0] / counts[counts > 0]
-    grid = grid.reshape(n_samples, window, n_features)
+        flat_grid[counts > 0] = sums[counts > 0] / counts[counts > 0]
+    grid = flat_grid.reshape(n_samples, window, n_features)
     if require_observed:
         counts = np.bincount(feature, minlength=n_features)
         if not counts.all():

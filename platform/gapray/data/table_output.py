@@ -86,11 +86,11 @@ def _table_parts(dataset: TimeSeriesDataset, prediction: Mapping[str, np.ndarray
 
 def _categories_out(fields: dict[str, np.ndarray], fmt: TableFormat) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Each categorical variable's level (most likely one-hot) and whether it was imputed, ``[N, T]``."""
-    out = []
+    out: list[tuple[str, np.ndarray, np.ndarray]] = []
     offset = len(fmt.variables or ())
     for name, levels in fmt.categories:
         block = fields["value"][..., offset:offset + len(levels)]
-        imputed = fields["imputed"][..., offset:offset + len(levels)].all(axis=-1)
+        imputed = np.asarray(fields["imputed"][..., offset:offset + len(levels)].all(axis=-1))
         best = np.argmax(np.nan_to_num(block, nan=-np.inf), axis=-1)
         level = np.asarray(levels, dtype=object)[best]
         level[np.isnan(block).all(axis=-1)] = None

@@ -69,14 +69,12 @@ class Preprocessing:
     @classmethod
     def fit(cls, train: TimeSeriesDataset) -> Preprocessing:
         """Scaler fitted on ``train`` (original units), its variable names and table format."""
-        table = train.extra.get("table")
-        return cls(train.feature_names, Standardizer.fit(train), table if _is_table_format(table) else None)
+        return cls(train.feature_names, Standardizer.fit(train), _table_format(train))
 
     @classmethod
     def from_split(cls, split: Split) -> Preprocessing:
         """The preprocessing of a model trained on ``split`` (its training scaler, names and table format)."""
-        table = split.train.extra.get("table")
-        return cls(split.train.feature_names, split.standardizer, table if _is_table_format(table) else None)
+        return cls(split.train.feature_names, split.standardizer, _table_format(split.train))
 
     # --- checks and conversions ----------------------------------------------------------------
     def check(self, dataset: TimeSeriesDataset) -> None:
@@ -167,10 +165,12 @@ class Preprocessing:
         return cls(tuple(values["feature_names"]), scaler, table)
 
 
-def _is_table_format(value: object) -> bool:
+def _table_format(dataset: TimeSeriesDataset) -> TableFormat | None:
+    """The format of a dataset read from a table, else None."""
     from gapray.data.table import TableFormat
 
-    return isinstance(value, TableFormat)
+    table = dataset.extra.get("table")
+    return table if isinstance(table, TableFormat) else None
 
 
 def require_preprocessing(model: Any) -> Preprocessing:

@@ -127,6 +127,7 @@ def fit_command(args: argparse.Namespace) -> int:
                                run_name=f"fit-{args.model}-{Path(args.data).stem}").info.run_id
     try:
         resolved = dataset.extra["table"]
+        assert isinstance(resolved, TableFormat)
         log_params(client, run_id, {"model": args.model, "data": str(Path(args.data).resolve()),
                                     "config": dataclasses.asdict(model.config),
                                     "table": {k: v for k, v in resolved.to_dict().items()

@@ -40,17 +40,19 @@ def _variables(fmt: TableFormat) -> tuple[str, ...]:
 
 def table_input_schema(fmt: TableFormat) -> Schema:
     """Id and time required; long (``variable``, ``value``) and wide (one per variable) columns optional."""
-    columns = [ColSpec("long" if fmt.id_type == "long" else "string", fmt.id_col), ColSpec(AnyType(), fmt.time_col),
-               ColSpec("string", fmt.variable_col, required=False), ColSpec(AnyType(), fmt.value_col, required=False)]
+    columns: list[ColSpec | TensorSpec] = [
+        ColSpec("long" if fmt.id_type == "long" else "string", fmt.id_col), ColSpec(AnyType(), fmt.time_col),
+        ColSpec("string", fmt.variable_col, required=False), ColSpec(AnyType(), fmt.value_col, required=False)]
     columns += [ColSpec(AnyType(), name, required=False) for name in _variables(fmt)]
     return Schema(columns)
 
 
 def table_output_schema(fmt: TableFormat) -> Schema:
     """The filled table: the input's columns plus ``imputed``, ``std``, ``lower``, ``upper`` (wide: per variable)."""
-    columns = [ColSpec("long" if fmt.id_type == "long" else "string", fmt.id_col), ColSpec(AnyType(), fmt.time_col),
-               ColSpec("string", fmt.variable_col, required=False), ColSpec(AnyType(), fmt.value_col, required=False),
-               ColSpec("boolean", "imputed", required=False)]
+    columns: list[ColSpec | TensorSpec] = [
+        ColSpec("long" if fmt.id_type == "long" else "string", fmt.id_col), ColSpec(AnyType(), fmt.time_col),
+        ColSpec("string", fmt.variable_col, required=False), ColSpec(AnyType(), fmt.value_col, required=False),
+        ColSpec("boolean", "imputed", required=False)]
     columns += [ColSpec("double", field, required=False) for field in OUTPUT_FIELDS[1:]]
     for name in fmt.variables or ():
         columns.append(ColSpec("double", name, required=False))
