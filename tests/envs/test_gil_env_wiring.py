@@ -12,6 +12,7 @@ states and rewards.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,6 +147,16 @@ def test_two_different_actions_give_different_next_states_and_rewards(variant: s
         assert np.abs(other[1][:, layout.zeta.start:] - first[1][:, layout.zeta.start:]).max() > 1e-4
         assert other[2] != pytest.approx(first[2], rel=1e-6, abs=1e-7)
     assert outcomes[1][2] != pytest.approx(outcomes[2][2], rel=1e-6, abs=1e-7)
+
+
+def test_gil_d_reward_uses_the_configured_coefficient(data_dir: Path) -> None:
+    """GIL-D (Eq. 43): ``-loss + c * D`` with the configured ``c`` (not the paper's default 10)."""
+    env = GILEnv({"dataset": "physionet2012", "data_root": str(data_dir), "lstm_hidden_size": 4, "batch_size": 8,
+                  "horizon": 2, "max_train_samples": 200, "reward": "gil-d", "d_coefficient": 3.0})
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(np.ones(env.action_space.shape, np.float32))
+    assert abs(info["distributional_difference"]) > 1e-3  # so the coefficient matters
+    assert reward == pytest.approx(-info["loss"] + 3.0 * info["distributional_difference"], rel=1e-6)
 
 
 def test_step_before_reset_is_refused() -> None:
