@@ -16,7 +16,7 @@ from gapray.imputation.base import monte_carlo_records_per_pass
 from gapray.imputation.bayesian import BayesianRecurrentCell, load_deterministic_state, sampled_weights, split_samples
 from gapray.imputation.rits import RITS
 from gapray.imputation.training import prepare
-from gapray.imputation.uncertainty import ConformalScaler, gap_groups
+from gapray.imputation.uncertainty import gap_groups
 
 TINY = {"hidden_size": 8, "batch_size": 16, "seed": 0}
 
@@ -75,18 +75,41 @@ def test_monte_carlo_prediction_keys_and_invariants(tmp_path: Path) -> None:
     model = BRITS(BRITSConfig(bayesian=True, unfreeze_every=1, epochs=1, cell="gru", **TINY))
     model.fit(_sines(n=32), _sines(n=16, seed=1))
     test = _sines(n=12, seed=2)
+    torch.manual_seed(0)
     prediction = model.predict(test, n_samples=5, level=0.8, return_samples=True)
-    assert set(prediction) == {"imputation", "std", "lower", "upper", "samples"}
+    assert set(prediction) == {"imputation", "std", "epistemic_std", "aleatoric_std", "lower", "upper",
+                               "calibrated_std", "samples"}  # fitted with validation data: calibrated
     assert prediction["samples"].shape == (5, *test.X.shape)
     observed = ~np.isnan(test.X)
-    assert np.all(prediction["std"][observed] == 0.0)  # observed values are kept in every sample
+    for key in ("std", "epistemic_std", "aleatoric_std", "calibrated_std"):
+        assert np.all(prediction[key][observed] == 0.0)  # observed values are kept in every sample
     assert np.all(prediction["std"][~observed] > 0.0)
+    assert np.allclose(prediction["std"], np.hypot(prediction["epistemic_std"], prediction["aleatoric_std"]))
     assert np.all(prediction["lower"] <= prediction["imputation"])
     assert np.all(prediction["imputation"] <= prediction["upper"])
     assert np.allclose(prediction["imputation"], prediction["samples"].mean(0), atol=1e-6)
+    # calibrated: mean +- q_gap * std with the validation multipliers; raw: mean +- z * std
+    scaler = model.uncertainty.calibration.scaler(0.8)
+    half = (scaler.multipliers(gap_groups(test.mask)) * prediction["std"])[~observed]
+    assert np.allclose((prediction["upper"] - prediction["imputation"])[~observed], half, atol=1e-5)
+    assert np.allclose(prediction["calibrated_std"][~observed] * 1.2816, half, rtol=1e-3)
+    assert np.all(prediction["upper"][observed] == prediction["lower"][observed])
+    torch.manual_seed(0)
+    raw = model.predict(test, n_samples=5, level=0.8, calibrated=False)
+    assert "calibrated_std" not in raw and np.allclose(raw["std"], prediction["std"])
+    assert np.allclose(raw["upper"] - raw["imputation"], 1.2816 * raw["std"], rtol=1e-3)
+    # save/load keeps weights, the aleatoric scale and the calibration
     again = BRITS.load(model.save(tmp_path / "bayes.pt"))
     frozen = model.predict(test, n_samples=0)["imputation"]
     assert np.array_equal(again.predict(test, n_samples=0)["imputation"], frozen)
+    torch.manual_seed(0)
+    reloaded = again.predict(test, n_samples=5, level=0.8)
+    assert all(np.allclose(reloaded[k], prediction[k]) for k in ("imputation", "std", "lower", "upper"))
+    unfitted = BRITS(BRITSConfig(bayesian=True, **TINY))
+    unfitted._build(3)
+    assert "calibrated_std" not in unfitted.predict(test, n_samples=2)  # no calibration yet: raw
+    with pytest.raises(ValueError, match="no calibration"):
+        unfitted.predict(test, n_samples=2, calibrated=True)
     deterministic = BRITS(BRITSConfig(epochs=1, **TINY))
     deterministic.fit(_sines(n=16))
     with pytest.raises(ValueError, match="not Bayesian"):
@@ -112,26 +135,24 @@ def _correlated_sines(n: int, seed: int, steps: int = 20, long_gaps: bool = Fals
 
 def test_intervals_widen_in_a_long_gap() -> None:
     """Isolated missing values are pinned down by the other features; in a 10-step gap of all
-    features the Monte Carlo spread grows, and gap-conditional calibrated intervals widen."""
-    train = remove_observed_per_sample(TimeSeriesDataset(X=_correlated_sines(48, 0).X_ori), 0.1, 0)
+    features the predictive std grows (the aleatoric scale learned on the training records'
+    gaps) and predict's calibrated intervals (fitted on validation during fit) widen."""
+    train = _correlated_sines(48, 0, long_gaps=True)
     val = _correlated_sines(32, 1, long_gaps=True)
     model = BRITS(BRITSConfig(bayesian=True, unfreeze_every=1, n_samples=2, epochs=4, lr=0.02, **TINY))
     model.fit(train, val)
-    torch.manual_seed(0)  # the Monte Carlo draws
-    val_prediction = model.predict(val, n_samples=6)
-    scaler = ConformalScaler.fit(
-        val_prediction["imputation"], val_prediction["std"], val.X_ori, val.indicating_mask, 0.9, gap_groups(val.mask)
-    )
+    assert model.uncertainty is not None and model.uncertainty.calibration is not None
     test = _correlated_sines(16, 3)
     x = test.X.copy()
     x[:, 5:15] = np.nan
     test = test.replace(X=x)
-    prediction = model.predict(test, n_samples=6)
-    lower, upper = scaler.interval(prediction["imputation"], prediction["std"], gap_groups(test.mask))
+    torch.manual_seed(0)  # the Monte Carlo draws
+    prediction = model.predict(test)
+    width = prediction["upper"] - prediction["lower"]
     isolated = np.isnan(x[:, :4])
     inner_gap = (slice(None), slice(7, 13))
     assert prediction["std"][inner_gap].mean() > 1.3 * prediction["std"][:, :4][isolated].mean()
-    assert (upper - lower)[inner_gap].mean() > 1.6 * (upper - lower)[:, :4][isolated].mean()
+    assert width[inner_gap].mean() > 1.2 * width[:, :4][isolated].mean()
 
 
 def _bayesian_model(model_class: type, rho_init: float | None = None) -> BRITS | DEARI:
@@ -196,13 +217,17 @@ def test_monte_carlo_prediction_is_seeded_and_collapses_to_the_frozen_network(mo
     assert all(np.array_equal(first[key], again[key]) for key in first)
     frozen = model.predict(test, n_samples=0)["imputation"]
     assert not np.allclose(first["imputation"], frozen, atol=1e-3)
-    # a posterior with zero spread (softplus(-200) == 0): every sample is the frozen network
+    # a posterior with zero spread (softplus(-200) == 0): every weight sample is the frozen network;
+    # the masked passes still move the missing entries (aleatoric part)
     collapsed = _bayesian_model(model_class, rho_init=-200.0)
     single = collapsed.predict(test, n_samples=1)
     frozen = collapsed.predict(test, n_samples=0)["imputation"]
-    assert np.allclose(single["imputation"], frozen, atol=1e-6) and np.all(single["std"] == 0.0)
+    assert np.allclose(single["imputation"], frozen, atol=1e-6) and np.all(single["epistemic_std"] == 0.0)
     several = collapsed.predict(test, n_samples=3)
-    assert np.allclose(several["imputation"], frozen, atol=1e-6) and np.all(several["std"] == 0.0)
+    assert np.allclose(several["imputation"], frozen, atol=1e-6) and np.all(several["epistemic_std"] == 0.0)
+    assert np.all(several["std"] == several["aleatoric_std"]) and several["aleatoric_std"].max() > 1e-3
+    collapsed.config = collapsed.config.replace(aleatoric="none")
+    assert np.all(collapsed.predict(test, n_samples=3)["std"] == 0.0)
 
 
 def test_monte_carlo_passes_split_the_records_evenly() -> None:

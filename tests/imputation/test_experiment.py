@@ -54,12 +54,14 @@ def test_bayesian_row_is_scored_on_the_monte_carlo_mean_with_raw_and_calibrated_
     mask = split.test.indicating_mask > 0
     expected = np.abs(mc - np.nan_to_num(split.test.X_ori))[mask].mean()
     assert row["mae"] == pytest.approx(expected, rel=1e-2) and row["mae"] != row["frozen_mae"]
-    # the calibrated intervals are the raw ones scaled on the validation set's removed entries: wider,
-    # and covering more (with ~20 held-out entries per split, nominal coverage itself is too noisy to
-    # assert here; tests/imputation/test_uncertainty.py checks it on synthetic data with known noise)
-    assert row["conformal_multiplier"] > 1
-    assert row["calibrated_width"] > row["width"]
-    assert row["calibrated_picp"] > row["picp"]
+    # the calibrated intervals are the raw ones scaled on the validation set's removed entries. The raw
+    # std includes the aleatoric scale learned on the training records' removed entries, so it is on the
+    # scale of the errors already: the conformal multiplier is near the Gaussian z (1.28 at 80 %), not the
+    # hundreds a weight spread alone needs (with ~20 held-out entries per split, nominal coverage itself is
+    # too noisy to assert here; tests/imputation/test_uncertainty.py checks it on synthetic data)
+    assert 0.25 < row["conformal_multiplier"] / 1.2816 < 4
+    assert row["calibrated_width"] / row["width"] == pytest.approx(row["conformal_multiplier"] / 1.2816, rel=1e-3)
+    assert row["picp"] > 0.2 and -1 <= row["spearman"] <= 1
 
 
 def test_deterministic_rows_have_no_interval_scores_and_score_uncertainty_refuses_them() -> None:

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.image import imread
 
 from gapray.data.dataset import TimeSeriesDataset
-from gapray.imputation.plotting import plot_imputation_band
+from gapray.imputation.plotting import band_feature, longest_gaps, plot_imputation_band
 
 
 def _dataset() -> tuple[TimeSeriesDataset, dict[str, np.ndarray]]:
@@ -40,3 +40,15 @@ def test_plot_refuses_bad_record_feature_and_shapes(tmp_path: Path) -> None:
         plot_imputation_band(dataset, prediction, 0, "zz", tmp_path / "x.png")
     with pytest.raises(ValueError, match="shape"):
         plot_imputation_band(dataset, {"imputation": np.zeros((1, 12, 3))}, 0, 0, tmp_path / "x.png")
+
+
+def test_band_feature_picks_the_variable_with_the_longest_gap_holding_ground_truth() -> None:
+    missing = np.array([[1, 0, 1], [1, 1, 1], [0, 1, 1], [0, 1, 0]], dtype=bool)  # [T=4, D=3]
+    assert longest_gaps(missing).tolist() == [2, 3, 3]
+    dataset, _ = _dataset()  # record 0: feature b has a removed run of 3 steps, a and c none
+    assert band_feature(dataset, 0) == 1
+    x, x_ori = dataset.X.copy(), dataset.X_ori.copy()
+    x[0, 1:9, 2] = x_ori[0, 1:9, 2] = np.nan  # a longer gap in c, but without ground truth in it
+    assert band_feature(dataset.replace(X=x, X_ori=x_ori), 0) == 1
+    x[0, :, 1] = np.nan  # b never observed: no band to show
+    assert band_feature(TimeSeriesDataset(X=x, X_ori=None, name="toy"), 0) == 2  # no ground truth: longest gap

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gapray.imputation.uncertainty import (
+    ConformalCalibration,
     ConformalScaler,
     calibrate_and_score,
     conformal_quantile,
@@ -15,9 +16,13 @@ from gapray.imputation.uncertainty import (
     gaussian_crps,
     gaussian_interval,
     gaussian_quantile,
+    grouped_interval_scores,
+    informativeness_scores,
+    interval_summary,
     mean_width,
     picp,
     quantile_interval,
+    spearman_std_error,
     summarise_samples,
 )
 
@@ -155,3 +160,53 @@ def test_mondrian_calibration_covers_each_group() -> None:
         else:
             assert per_group[0] > 0.95 and per_group[1] < 0.85
     assert dict(scaler.group_multipliers)[1] == pytest.approx(2 * 1.645, rel=0.05)
+
+
+def test_level_free_calibration_equals_the_fixed_level_scaler_and_survives_a_round_trip() -> None:
+    rng = np.random.default_rng(1)
+    mean, std = np.zeros(3000), rng.uniform(0.5, 2.0, 3000)
+    target, mask, groups = rng.normal(size=3000) * std, np.ones(3000), rng.integers(1, 3, 3000)
+    calibration = ConformalCalibration.fit(mean, std, target, mask, groups)
+    for level in (0.5, 0.9):
+        assert calibration.scaler(level) == ConformalScaler.fit(mean, std, target, mask, level, groups)
+        assert calibration.scaler(level).multiplier == pytest.approx(gaussian_quantile(level), rel=0.06)
+    again = ConformalCalibration.from_state(calibration.to_state())
+    assert np.array_equal(again.scores, calibration.scores) and again.scaler(0.8) == calibration.scaler(0.8)
+    few = ConformalCalibration.fit(mean[:5], std[:5], target[:5], mask[:5], np.array([1, 1, 1, 1, 2]))
+    assert few.scaler(0.9).group_multipliers == ()  # 4 and 1 scores are too few for 90 %: global fallback
+
+
+def test_spearman_and_grouped_scores_by_hand() -> None:
+    target, mean, mask = np.array([0.0, 1.0, 3.0, 6.0]), np.zeros(4), np.array([1, 1, 1, 0])
+    assert spearman_std_error(np.array([1.0, 2.0, 3.0, 0.0]), mean, target, mask) == pytest.approx(1.0)
+    assert spearman_std_error(np.array([3.0, 2.0, 1.0, 9.0]), mean, target, mask) == pytest.approx(-1.0)
+    assert spearman_std_error(np.ones(4), mean, target, mask) == 0.0
+    lower, upper = np.array([-1.0, 0.5, 0.0, 0.0]), np.array([1.0, 1.5, 2.0, 9.0])
+    scores = grouped_interval_scores(lower, upper, target, mask, np.array([1, 1, 2, 2]))
+    assert scores == {1: {"coverage": 1.0, "width": 1.5, "share": 2 / 3, "n": 2.0},
+                      2: {"coverage": 0.0, "width": 2.0, "share": 1 / 3, "n": 1.0}}
+    summary = interval_summary({"imputation": mean, "std": np.array([1.0, 0.1, 1.0, 1.0]), "lower": lower,
+                                "upper": upper}, target, mask)
+    assert summary == {"coverage": pytest.approx(2 / 3), "width": pytest.approx(5 / 3),
+                       "raw_coverage_90": pytest.approx(1 / 3)}  # 0 in +-1.64, 1 not in +-0.16, 3 not in +-1.64
+
+
+def test_an_informative_std_beats_the_constant_band_and_a_constant_std_gives_it() -> None:
+    """Noise whose scale the std knows: Spearman > 0.3, calibrated coverage ~90 % in both variants,
+    and a lower CRPS than the constant-width conformal band (std = 1 everywhere), which ranks nothing."""
+    rng = np.random.default_rng(2)
+    shape = (600, 8, 4)
+    scale = np.exp(rng.normal(0.0, 0.8, shape))
+    target = rng.normal(size=shape) * scale
+    mean, observed = np.zeros(shape), (rng.random(shape) < 0.5).astype(float)
+    mask = 1.0 - observed
+    half = slice(0, 300), slice(300, 600)
+    informative = informativeness_scores(*(a[half[0]] for a in (mean, scale, target, mask, observed)),
+                                         *(a[half[1]] for a in (mean, scale, target, mask, observed)))
+    constant = informativeness_scores(*(a[half[0]] for a in (mean, np.ones(shape), target, mask, observed)),
+                                      *(a[half[1]] for a in (mean, np.ones(shape), target, mask, observed)))
+    assert informative["spearman"] > 0.3 and constant["spearman"] == 0.0
+    for scores in (informative, constant):
+        assert 0.88 <= scores["calibrated"]["picp"] <= 0.92 and 0.88 <= scores["gap_calibrated"]["picp"] <= 0.92
+    assert informative["calibrated"]["crps"] < 0.9 * constant["calibrated"]["crps"]
+    assert informative["raw_picp"] == pytest.approx(0.9, abs=0.02)  # the std is the true scale

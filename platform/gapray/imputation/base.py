@@ -20,7 +20,16 @@ from torch import nn
 
 from gapray.data.cache import atomic_write_bytes
 from gapray.data.dataset import DatasetError, TimeSeriesDataset
+from gapray.imputation.bayesian import optimizer_parameter_groups
 from gapray.imputation.config import BRITSConfig
+from gapray.imputation.predictive import (
+    FittedUncertainty,
+    add_predictive_std,
+    calibration_groups,
+    fit_scale_model,
+    monte_carlo_moments,
+    scale_training_records,
+)
 from gapray.imputation.preprocessing import Preprocessing
 from gapray.imputation.training import (
     EpochCallback,
@@ -31,9 +40,8 @@ from gapray.imputation.training import (
     masked_errors,
     prepare,
     resolve_device,
-    sample_imputations,
 )
-from gapray.imputation.uncertainty import summarise_samples
+from gapray.imputation.uncertainty import ConformalCalibration, gaussian_interval
 
 FORMAT = "gapray.imputation/1"
 
@@ -110,6 +118,8 @@ class RecurrentImputer:
         # Scaler, variable names and table format for data in original units (set by
         # gapray.imputation.preprocessing.fit_in_original_units); None: the model takes z-scores.
         self.preprocessing: Preprocessing | None = None
+        # Bayesian models: aleatoric scale and conformal calibration (fit_uncertainty).
+        self.uncertainty: FittedUncertainty | None = None
 
     # --- construction -------------------------------------------------------------------------------
     def _build_core(self, n_features: int) -> nn.Module:
@@ -121,7 +131,7 @@ class RecurrentImputer:
             core = self._build_core(n_features)
         self.core = core.to(self.device)
         self.n_features = n_features
-        self.optimizer = torch.optim.Adam(self.core.parameters(), lr=self.config.lr,
+        self.optimizer = torch.optim.Adam(optimizer_parameter_groups(self.core, self.config), lr=self.config.lr,
                                           weight_decay=self.config.weight_decay)
 
     @property
@@ -167,7 +177,44 @@ class RecurrentImputer:
         if self.state.best_weights is not None:
             self._resume_weights = {k: v.detach().clone() for k, v in core.state_dict().items()}
             core.load_state_dict(self.state.best_weights)
+        if self.config.bayesian and history:
+            self.fit_uncertainty(train, val)
         return history
+
+    def fit_uncertainty(self, train: TimeSeriesDataset, val: TimeSeriesDataset | None = None) -> None:
+        """Bayesian models: fit what turns Monte Carlo passes into calibrated intervals; :meth:`fit`
+        calls it when it ends (with the weights it leaves in the model).
+
+        1. ``config.aleatoric="laplace"``: the aleatoric Laplace scale on ``train``'s randomly masked
+           entries (:func:`gapray.imputation.predictive.scale_training_records`,
+           :mod:`gapray.imputation.aleatoric`).
+        2. With ``val``: split-conformal calibration of ``std`` on its removed entries, per
+           gap-length bucket when ``config.calibration_groups="gap"``; :meth:`predict` then returns
+           calibrated intervals at any level.
+        """
+        self._require_fitted()
+        if not self.config.bayesian:
+            raise ValueError(f"{type(self).__name__} is not Bayesian (config.bayesian=False): no uncertainty to fit")
+        train = check_dataset(train, "train", self.n_features)
+        scale_model = None
+        if self.config.aleatoric == "laplace":
+            records = scale_training_records(train, self.config.masking_rate, self.config.seed)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.config.seed)
+                moments, _ = self._moments(records, self.config.n_samples)
+            scale_model = fit_scale_model(moments, records)
+        self.uncertainty = FittedUncertainty(scale_model, None, self.config.calibration_groups)
+        if val is None:
+            return
+        val = check_dataset(val, "val", self.n_features, need_ground_truth=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed + 1)
+            prediction = self.predict(val, calibrated=False)
+        assert val.X_ori is not None
+        calibration = ConformalCalibration.fit(prediction["imputation"], prediction["std"], val.X_ori,
+                                               val.indicating_mask,
+                                               calibration_groups(val.mask, self.config.calibration_groups))
+        self.uncertainty = FittedUncertainty(scale_model, calibration, self.config.calibration_groups)
 
     def use_best_weights(self) -> bool:
         """Switch to the best-validation weights, as :meth:`fit` does when it ends.
@@ -190,29 +237,59 @@ class RecurrentImputer:
         dataset = check_dataset(data, role, self.n_features, need_ground_truth=with_target)
         return prepare(dataset, self.config.delta_convention, self.device, with_target=with_target)
 
+    def _moments(self, dataset: TimeSeriesDataset, n_samples: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Monte Carlo moments and weight samples (:func:`gapray.imputation.predictive.monte_carlo_moments`)."""
+        core = self._require_fitted()
+        return monte_carlo_moments(
+            core, dataset, self.config, self.device, n_samples,
+            monte_carlo_records_per_pass(len(dataset), self.config.batch_size, n_samples),
+            monte_carlo_records_per_pass(len(dataset), self.config.batch_size, max(self.config.masking_samples, 1)))
+
     def predict(self, test: TimeSeriesDataset | np.ndarray, n_samples: int | None = None, level: float = 0.9,
-                return_samples: bool = False) -> dict[str, np.ndarray]:
+                return_samples: bool = False, calibrated: bool | None = None) -> dict[str, np.ndarray]:
         """``{"imputation": [N, T, D]}``: observed values kept, missing ones imputed.
 
-        Bayesian models (``config.bayesian``) run ``n_samples`` Monte Carlo passes (default
-        ``config.n_samples``; batched, DEARI sec. 4.3) and add ``"std"`` and the Gaussian interval
-        ``"lower"``/``"upper"`` at ``level``; ``"imputation"`` is then the Monte Carlo mean and
-        ``return_samples`` adds ``"samples"`` ``[K, N, T, D]``. ``n_samples=0`` uses the
-        posterior means only (the frozen network).
+        Bayesian models (``config.bayesian``) run ``n_samples`` Monte Carlo weight samples
+        (default ``config.n_samples``; batched, DEARI sec. 4.3) and ``config.masking_samples``
+        randomly masked passes (:mod:`gapray.imputation.predictive`); ``"imputation"`` is then the
+        Monte Carlo mean, and the result adds ``"std"`` (predictive, uncalibrated),
+        ``"epistemic_std"``, ``"aleatoric_std"`` and the interval ``"lower"``/``"upper"`` at
+        ``level``. ``calibrated``: True, the split-conformal interval fitted on validation during
+        :meth:`fit` (plus ``"calibrated_std"``, the std that interval corresponds to); False, the
+        raw Gaussian ``mean +- z std``; None (default), calibrated when the model has a
+        calibration (fitted with validation data), else raw. ``return_samples`` adds the weight
+        samples ``"samples"`` ``[K, N, T, D]``. ``n_samples=0`` uses the posterior means only
+        (the frozen network).
         """
         core = self._require_fitted()
-        data = self._prepare(test, "test")
+        dataset = check_dataset(test, "test", self.n_features)
         if n_samples is None:
             n_samples = self.config.n_samples if self.config.bayesian else 0
         if n_samples and not self.config.bayesian:
             raise ValueError(f"{type(self).__name__} is not Bayesian (config.bayesian=False): "
                              "it cannot draw Monte Carlo samples")
         if not n_samples:
+            data = prepare(dataset, self.config.delta_convention, self.device)
             imputation = impute_prepared(core, data, 4 * self.config.batch_size)
             return {"imputation": imputation.cpu().numpy()}
-        samples = sample_imputations(core, data, monte_carlo_records_per_pass(len(data), self.config.batch_size,
-                                                                              n_samples), n_samples).cpu().numpy()
-        prediction = summarise_samples(samples, level)
+        has_calibration = self.uncertainty is not None and self.uncertainty.calibration is not None
+        if calibrated and not has_calibration:
+            raise ValueError(f"{type(self).__name__} has no calibration: fit it with validation data "
+                             "(or call fit_uncertainty(train, val)), or pass calibrated=False")
+        moments, samples = self._moments(dataset, n_samples)
+        aleatoric = self.config.aleatoric
+        scale_model = None if self.uncertainty is None else self.uncertainty.scale_model
+        if aleatoric == "laplace" and scale_model is None:  # before fit_uncertainty: the masking spread
+            aleatoric = "masking" if self.config.masking_samples else "none"
+        prediction = add_predictive_std(moments, dataset.mask, aleatoric, scale_model)
+        del prediction["masking_spread"]
+        if has_calibration and calibrated is not False:
+            assert self.uncertainty is not None
+            prediction["lower"], prediction["upper"], prediction["calibrated_std"] = self.uncertainty.interval(
+                prediction["imputation"], prediction["std"], dataset.mask, level)
+        else:
+            prediction["lower"], prediction["upper"] = gaussian_interval(prediction["imputation"], prediction["std"],
+                                                                         level)
         if return_samples:
             prediction["samples"] = samples
         return prediction
@@ -249,6 +326,7 @@ class RecurrentImputer:
             "optimizer": self.optimizer.state_dict(),
             "training": self.state.to_dict(),
             "preprocessing": None if self.preprocessing is None else self.preprocessing.to_dict(),
+            "uncertainty": None if self.uncertainty is None else self.uncertainty.to_state(),
         }
         path = Path(path)
         atomic_write_bytes(path, lambda handle: _save_synced(payload, handle))
@@ -276,6 +354,8 @@ class RecurrentImputer:
         best = payload["best_weights"]
         if payload.get("preprocessing") is not None:
             model.preprocessing = Preprocessing.from_dict(payload["preprocessing"])
+        if payload.get("uncertainty") is not None:
+            model.uncertainty = FittedUncertainty.from_state(payload["uncertainty"])
         model.state = TrainingState(
             epoch=int(training["epoch"]), best_val_mae=float(training["best_val_mae"]),
             best_epoch=int(training["best_epoch"]), bad_epochs=int(training["bad_epochs"]),

@@ -34,11 +34,14 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from gapray.imputation.config import BRITSConfig
 
 KLScheme = Literal["uniform", "blundell"]
 
@@ -394,6 +397,42 @@ def make_bayesian_cell(
 
 
 # --------------------------------------------------------------------------- model-level helpers
+
+
+def bayesian_config(config: BRITSConfig) -> BayesianConfig:
+    """The posterior and prior settings named in a model config (``prior_sigma``, ``rho_init``)."""
+    return BayesianConfig(prior_sigma=config.prior_sigma, rho_init=config.rho_init)
+
+
+def posterior_lr_scale(config: BRITSConfig) -> float:
+    """``config.posterior_lr_scale``, or ``unfreeze_every`` when None (see the config field)."""
+    if config.posterior_lr_scale is not None:
+        return float(config.posterior_lr_scale)
+    return float(config.unfreeze_every or 1)
+
+
+def optimizer_parameter_groups(model: nn.Module, config: BRITSConfig) -> list[dict[str, Any]]:
+    """Adam parameter groups: every parameter at ``config.lr`` and ``weight_decay``, except the
+    posterior spreads ``rho`` at ``lr * posterior_lr_scale(config)`` without weight decay (the KL
+    term is their regulariser). One group when the model has no Bayesian weights."""
+    spreads = {id(w.rho) for w in gaussian_weights(model)}
+    rest = [p for p in model.parameters() if id(p) not in spreads]
+    groups: list[dict[str, Any]] = [{"params": rest, "lr": config.lr, "weight_decay": config.weight_decay}]
+    if spreads:
+        groups.append({"params": [w.rho for w in gaussian_weights(model)],
+                       "lr": config.lr * posterior_lr_scale(config), "weight_decay": 0.0})
+    return groups
+
+
+def posterior_spread_summary(model: nn.Module) -> dict[str, float]:
+    """Mean, min and max posterior std ``softplus(rho)`` over all Bayesian weights (empty if none):
+    what to watch to see whether the posterior learns."""
+    weights = gaussian_weights(model)
+    if not weights:
+        return {}
+    sigma = torch.cat([w.sigma.detach().flatten() for w in weights])
+    return {"posterior_std_mean": float(sigma.mean()), "posterior_std_min": float(sigma.min()),
+            "posterior_std_max": float(sigma.max())}
 
 
 def gaussian_weights(model: nn.Module) -> list[GaussianWeight]:

@@ -86,6 +86,39 @@ class BRITSConfig:
     ``gapray.imputation.schedule.FreezeSchedule.kl_coefficient``)."""
     prior_sigma: float = 0.1
     """Bayesian layers: standard deviation of the Gaussian prior N(0, sigma^2) (reference: 0.1)."""
+    rho_init: float = -6.0
+    """Bayesian layers: initial ``rho`` of every posterior, std ``softplus(rho)`` (reference, blitz's
+    ``posterior_rho_init``: -6, std 0.0025)."""
+    posterior_lr_scale: float | None = None
+    """Bayesian layers: Adam learning rate of the ``rho`` parameters = ``lr`` x this (no weight
+    decay). ``rho`` has a gradient only on sampling steps, one in ``unfreeze_every``, and Adam
+    moves a parameter by at most about ``lr`` per update, so with one learning rate (reference:
+    1) ``rho`` moves by at most ``lr`` x (steps / unfreeze_every): 0.075 in the paper's 300
+    epochs of PhysioNet. None: ``unfreeze_every``, the same displacement budget per epoch as the
+    means."""
+    kl_scheme: Literal["uniform", "blundell"] = "uniform"
+    """Bayesian layers: share of the KL per minibatch (Blundell et al. 2015, sec. 3.4): ``uniform``
+    1/M or ``blundell`` 2^(M-i)/(2^M-1); the reference port's fixed 1/(2^N-1) is a bug."""
+    masking_samples: int = 10
+    """Bayesian layers: aleatoric Monte Carlo passes at inference, each with its own random removal
+    of ``masking_rate`` of the observed inputs (DEARI sec. 4.3: aleatoric uncertainty "captured by
+    the random masking approach"; the paper gives no count: 10 like its weight samples); 0: the
+    std is the weight samples' spread only (``gapray.imputation.predictive``)."""
+    masking_rate: float = 0.1
+    """Bayesian layers: share of each record's observed inputs removed in an aleatoric pass (the
+    protocol's removal rate: 10 % in DEARI Table 1's headline columns)."""
+    aleatoric: Literal["laplace", "masking", "none"] = "laplace"
+    """Bayesian layers: the aleatoric part of the predictive std (``gapray.imputation.predictive``):
+    ``laplace`` the Laplace scale of the MAE likelihood (Eq. 26's data term), fitted after
+    training on the training records' randomly masked entries from the variable, the gap length
+    and the masking spread (``gapray.imputation.aleatoric``); ``masking`` the spread of the
+    masked passes itself; ``none`` the weight spread only (reference port). Decision: the paper
+    attributes the aleatoric part to random masking without a formula."""
+    calibration_groups: Literal["gap", "none"] = "gap"
+    """Bayesian layers: split-conformal calibration of the intervals on validation during ``fit``:
+    ``gap`` one multiplier per gap-length bucket (Mondrian; ``uncertainty.GAP_EDGES``), so that
+    coverage holds in long gaps too, or ``none`` one global multiplier (decision; the paper has
+    no calibration)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -107,6 +140,20 @@ class BRITSConfig:
             problems.append(f"unfreeze_every must be None or >= 1, got {self.unfreeze_every}")
         if self.n_samples < 1:
             problems.append(f"n_samples must be >= 1, got {self.n_samples}")
+        if self.posterior_lr_scale is not None and not self.posterior_lr_scale > 0:
+            problems.append(f"posterior_lr_scale must be None or > 0, got {self.posterior_lr_scale}")
+        if self.kl_scheme not in ("uniform", "blundell"):
+            problems.append(f"kl_scheme must be 'uniform' or 'blundell', got {self.kl_scheme!r}")
+        if self.masking_samples < 0 or self.masking_samples == 1:
+            problems.append(f"masking_samples must be 0 or >= 2, got {self.masking_samples}")
+        if not 0.0 < self.masking_rate < 1.0:
+            problems.append(f"masking_rate must lie in (0, 1), got {self.masking_rate}")
+        if self.aleatoric not in ("laplace", "masking", "none"):
+            problems.append(f"aleatoric must be 'laplace', 'masking' or 'none', got {self.aleatoric!r}")
+        if self.aleatoric == "masking" and self.masking_samples == 0:
+            problems.append("aleatoric='masking' needs masking_samples >= 2")
+        if self.calibration_groups not in ("gap", "none"):
+            problems.append(f"calibration_groups must be 'gap' or 'none', got {self.calibration_groups!r}")
         problems.extend(self._extra_problems())
         if problems:
             raise ValueError(f"{type(self).__name__}: " + "; ".join(problems))

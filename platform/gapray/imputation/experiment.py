@@ -25,7 +25,7 @@ from gapray.imputation.brits.model import BRITS
 from gapray.imputation.checkpoint import resume_or_start
 from gapray.imputation.config import BRITSConfig, DEARIConfig
 from gapray.imputation.deari.model import DEARI
-from gapray.imputation.uncertainty import calibrate_and_score
+from gapray.imputation.uncertainty import calibrate_and_score, gap_groups, spearman_std_error
 from gapray.metrics import masked_mae, masked_mre
 
 BAYESIAN_MODEL_NAMES = ("bayes-brits", "bayes-deari", "bayes-deari-dml")
@@ -70,13 +70,15 @@ def monte_carlo_predictions(model: Any, split: Split, n_samples: int, level: flo
     """``(frozen, test, val, seconds)`` of a fitted Bayesian model.
 
     ``frozen``: the posterior-mean pass over ``split.test``; ``test`` (with ``"samples"``) and
-    ``val``: ``n_samples`` batched Monte Carlo passes at ``level``; ``seconds``:
+    ``val``: ``n_samples`` batched Monte Carlo passes at ``level`` with the raw (uncalibrated)
+    interval, so that calibration can be scored separately; ``seconds``:
     ``predict_seconds_1pass`` (best of two frozen passes: a shared machine is noisy),
     ``predict_seconds_mc`` and ``predict_seconds_val_mc``, and ``mc_cost_ratio``.
     """
     frozen, one_pass = timed(lambda: model.predict(split.test, n_samples=0))
-    test, mc_seconds = timed(lambda: model.predict(split.test, n_samples, level, return_samples=True))
-    val, val_seconds = timed(lambda: model.predict(split.val, n_samples, level))
+    test, mc_seconds = timed(lambda: model.predict(split.test, n_samples, level, return_samples=True,
+                                                    calibrated=False))
+    val, val_seconds = timed(lambda: model.predict(split.val, n_samples, level, calibrated=False))
     _, again = timed(lambda: model.predict(split.test, n_samples=0))
     one_pass = min(one_pass, again)
     seconds = {"predict_seconds_1pass": one_pass, "predict_seconds_mc": mc_seconds,
@@ -91,8 +93,10 @@ def score_uncertainty(model: Any, split: Split, n_samples: int | None = None, le
     ``model.config.n_samples``), ``frozen_mae`` of the posterior means alone; raw ``picp``,
     ``width`` and sample ``crps`` of the Gaussian interval at ``level``; ``calibrated_picp``,
     ``calibrated_width``, ``calibrated_crps`` after split-conformal scaling of the std on
-    ``split.val``'s removed entries (:func:`gapray.imputation.uncertainty.calibrate_and_score`);
-    the timings of :func:`monte_carlo_predictions`.
+    ``split.val``'s removed entries (:func:`gapray.imputation.uncertainty.calibrate_and_score`),
+    and the gap-conditional ``mondrian_*`` ones (one multiplier per gap-length bucket, what
+    ``predict`` returns by default); ``spearman``, the rank correlation of the std with the
+    absolute error (does the std carry information?); the timings of :func:`monte_carlo_predictions`.
     """
     if not getattr(model.config, "bayesian", False):
         raise ValueError(f"{type(model).__name__} is not Bayesian (config.bayesian=False)")
@@ -104,8 +108,9 @@ def score_uncertainty(model: Any, split: Split, n_samples: int | None = None, le
     frozen, test_pred, val_pred, seconds = monte_carlo_predictions(model, split, n_samples, level)
     samples = test_pred.pop("samples")
     _, scores = calibrate_and_score(val_pred, val.X_ori, val.indicating_mask, test_pred, test.X_ori,
-                                    test.indicating_mask, level, samples)
+                                    test.indicating_mask, level, samples, gap_groups(val.mask), gap_groups(test.mask))
     target, mask = test.X_ori, test.indicating_mask
+    scores["spearman"] = spearman_std_error(test_pred["std"], test_pred["imputation"], np.nan_to_num(target), mask)
     return {
         "mae": masked_mae(test_pred["imputation"], target, mask),
         "mre": masked_mre(test_pred["imputation"], target, mask),

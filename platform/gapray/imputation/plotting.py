@@ -16,6 +16,29 @@ from matplotlib.figure import Figure
 from gapray.data.dataset import TimeSeriesDataset
 
 
+def longest_gaps(missing: np.ndarray) -> np.ndarray:
+    """Length of the longest run of ``True`` along axis 0 (time) of ``missing`` ``[T, D]``, per column."""
+    missing = np.asarray(missing, dtype=bool)
+    run = np.zeros(missing.shape[1:], dtype=np.int64)
+    best = np.zeros_like(run)
+    for step in missing:
+        run = np.where(step, run + 1, 0)
+        best = np.maximum(best, run)
+    return best
+
+
+def band_feature(dataset: TimeSeriesDataset, record: int) -> int:
+    """The variable of ``record`` that shows the band best: among variables with artificially
+    removed ground truth (else all), the one with the longest gap of missing steps that is not the
+    whole series, ties broken by the number of removed entries."""
+    missing = np.isnan(dataset.X[record])
+    gaps = longest_gaps(missing)
+    gaps = np.where(gaps >= missing.shape[0], -1, gaps)  # a variable never observed has no band to show
+    removed = dataset.indicating_mask[record].sum(axis=0)
+    candidates = np.flatnonzero(removed > 0) if (removed > 0).any() else np.arange(missing.shape[1])
+    return int(max(candidates, key=lambda d: (gaps[d], removed[d])))
+
+
 def plot_imputation_band(
     dataset: TimeSeriesDataset,
     prediction: dict[str, np.ndarray],
@@ -23,11 +46,14 @@ def plot_imputation_band(
     feature: int | str,
     path: str | Path,
     title: str | None = None,
+    label: str = "interval",
 ) -> Path:
     """Write the plot of ``dataset`` record ``record``, variable ``feature`` (index or name) as PNG.
 
     ``prediction`` holds ``imputation`` and, for the band, ``lower``/``upper`` (``[N, T, D]``,
-    same scale as ``dataset.X``). Ground truth comes from ``dataset.X_ori`` where present.
+    same scale as ``dataset.X``): ``predict``'s calibrated interval by default, which widens where
+    the imputation is less certain (long gaps, variables imputed less well). Ground truth comes
+    from ``dataset.X_ori`` where present; :func:`band_feature` picks a variable with a long gap.
     Returns the written path.
     """
     n, t, d = dataset.X.shape
@@ -60,9 +86,9 @@ def plot_imputation_band(
             prediction["lower"][record, :, feature_index],
             prediction["upper"][record, :, feature_index],
             color="tab:blue",
-            alpha=0.25,
+            alpha=0.3,
             linewidth=0,
-            label="interval",
+            label=label,
         )
     axes.plot(times, prediction["imputation"][record, :, feature_index], color="tab:blue", label="imputation")
     seen = ~np.isnan(observed)

@@ -58,13 +58,18 @@ class FreezeSchedule:
     def kl_coefficient(self, batch_index: int, num_batches: int, dataset_size: int = 1) -> float:
         """Factor of ``KL(q || prior)`` in the loss of minibatch ``batch_index`` of ``num_batches``.
 
-        ``kl_weight * pi_i / dataset_size``: ``pi_i`` spreads the KL over the epoch's minibatches
-        (:func:`gapray.imputation.bayesian.minibatch_kl_weight`); ``dataset_size`` puts it on the
-        scale of the data term: when the data loss is a *mean* over entries (BRITS's masked MAE)
-        rather than a sum, pass the number of terms that mean runs over in one epoch, so that
-        the loss is the per-entry ELBO. The reference port's ``1 / (2^N - 1)`` is a bug (see
+        ``kl_weight * pi_i * num_batches / dataset_size``. Bayes by Backprop's minibatch loss is
+        ``pi_i KL + sum of the batch's data terms`` (Blundell et al. 2015, sec. 3.4; ``pi_i``
+        from :func:`gapray.imputation.bayesian.minibatch_kl_weight`, summing to 1 over the
+        epoch). BRITS's data term is a *mean* over the batch's entries, i.e. the sum divided by
+        about ``dataset_size / num_batches`` entries (``dataset_size``: observed training
+        entries); dividing the KL by the same count gives ``pi_i * num_batches / dataset_size``,
+        which is ``1 / dataset_size`` for the uniform scheme: the per-entry ELBO. (Before, the KL
+        was divided by both ``num_batches`` and ``dataset_size``: ``num_batches`` times too weak,
+        50x on PhysioNet.) The reference port's ``1 / (2^N - 1)`` is a bug (see
         ``minibatch_kl_weight``).
         """
         if dataset_size < 1:
             raise ValueError(f"dataset_size must be >= 1, got {dataset_size}")
-        return self.kl_weight * minibatch_kl_weight(batch_index, num_batches, self.kl_scheme) / dataset_size
+        share = minibatch_kl_weight(batch_index, num_batches, self.kl_scheme)
+        return self.kl_weight * share * num_batches / dataset_size

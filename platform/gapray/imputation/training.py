@@ -183,7 +183,7 @@ def freeze_schedule(config: BRITSConfig) -> FreezeSchedule | None:
     if not config.bayesian:
         return None
     return FreezeSchedule(unfreeze_every=config.unfreeze_every or 1, n_samples=config.n_samples,
-                          kl_weight=config.kl_weight)
+                          kl_weight=config.kl_weight, kl_scheme=config.kl_scheme)
 
 
 def fit_loop(core: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState, config: BRITSConfig,

@@ -204,6 +204,69 @@ def gap_groups(mask: np.ndarray, edges: tuple[int, ...] = GAP_EDGES) -> np.ndarr
     return np.digitize(distance_to_observation(mask), edges)
 
 
+def _calibration_scores(mean: np.ndarray, std: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Nonconformity scores ``|y - mean| / std`` on the masked entries (std floored at :data:`STD_FLOOR`)."""
+    target = np.asarray(target, dtype=np.float64)
+    m = _boolean_mask(mask, target.shape)
+    sigma = np.maximum(np.asarray(std, dtype=np.float64)[m], STD_FLOOR)
+    return np.abs(target[m] - np.asarray(mean, dtype=np.float64)[m]) / sigma
+
+
+@dataclass(frozen=True)
+class ConformalCalibration:
+    """Split-conformal calibration for every level at once: the sorted validation scores.
+
+    ``scores`` are ``|y - mean| / std`` on the validation set's removed entries, sorted; with
+    ``groups`` (e.g. :func:`gap_groups`) also each group's sorted scores (Mondrian conformal
+    prediction, Vovk et al. 2005, ch. 4.5). :meth:`scaler` turns them into the multipliers of
+    one level. Saved with a model (:meth:`to_state`, :meth:`from_state`), so ``predict`` can
+    return calibrated intervals at any ``level``.
+    """
+
+    scores: np.ndarray
+    """Sorted scores of all calibration entries (float64, 1-D)."""
+    group_scores: tuple[tuple[int, np.ndarray], ...] = ()
+    """``(group, sorted scores)`` per group; empty for a global calibration."""
+
+    @classmethod
+    def fit(
+        cls, mean: np.ndarray, std: np.ndarray, target: np.ndarray, mask: np.ndarray,
+        groups: np.ndarray | None = None,
+    ) -> ConformalCalibration:
+        """Scores of the masked entries (validation set's removed entries), globally and per group."""
+        scores = _calibration_scores(mean, std, target, mask)
+        per_group: list[tuple[int, np.ndarray]] = []
+        if groups is not None:
+            labels = np.asarray(groups)[_boolean_mask(mask, np.shape(target))]
+            per_group = [(int(g), np.sort(scores[labels == g])) for g in np.unique(labels)]
+        return cls(np.sort(scores), tuple(per_group))
+
+    @property
+    def n_calibration(self) -> int:
+        return int(self.scores.size)
+
+    def scaler(self, level: float = 0.9) -> ConformalScaler:
+        """The multipliers at ``level``; a group with too few scores for ``level`` (infinite
+        quantile) falls back to the global multiplier."""
+        per_group = tuple((g, q) for g, s in self.group_scores if np.isfinite(q := conformal_quantile(s, level)))
+        return ConformalScaler(conformal_quantile(self.scores, level), level, self.n_calibration, per_group)
+
+    def to_state(self) -> dict[str, object]:
+        """Plain tensors-and-lists form for ``torch.save(weights_only=True)`` checkpoints."""
+        import torch
+
+        return {"scores": torch.from_numpy(self.scores.astype(np.float64)),
+                "groups": [int(g) for g, _ in self.group_scores],
+                "group_scores": [torch.from_numpy(s.astype(np.float64)) for _, s in self.group_scores]}
+
+    @classmethod
+    def from_state(cls, state: dict[str, object]) -> ConformalCalibration:
+        groups, group_scores = state["groups"], state["group_scores"]
+        assert isinstance(groups, list) and isinstance(group_scores, list)
+        return cls(np.asarray(state["scores"], dtype=np.float64),
+                   tuple((int(g), np.asarray(s, dtype=np.float64)) for g, s in zip(groups, group_scores, strict=True)))
+
+
 @dataclass(frozen=True)
 class ConformalScaler:
     """Split-conformal calibration of Monte Carlo standard deviations.
@@ -239,18 +302,7 @@ class ConformalScaler:
         per group as well (Mondrian conformal prediction, Vovk et al. 2005, ch. 4.5): coverage
         then holds within each group, so intervals follow the error size of, say, long gaps.
         """
-        target = np.asarray(target, dtype=np.float64)
-        m = _boolean_mask(mask, target.shape)
-        sigma = np.maximum(np.asarray(std, dtype=np.float64)[m], STD_FLOOR)
-        scores = np.abs(target[m] - np.asarray(mean, dtype=np.float64)[m]) / sigma
-        per_group: list[tuple[int, float]] = []
-        if groups is not None:
-            labels = np.asarray(groups)[m]
-            for group in np.unique(labels):
-                q = conformal_quantile(scores[labels == group], level)
-                if np.isfinite(q):
-                    per_group.append((int(group), q))
-        return cls(conformal_quantile(scores, level), level, int(m.sum()), tuple(per_group))
+        return ConformalCalibration.fit(mean, std, target, mask, groups).scaler(level)
 
     def multipliers(self, groups: np.ndarray | None = None) -> np.ndarray | float:
         """The multiplier per entry (group-conditional when fitted with groups and given them)."""
@@ -319,3 +371,101 @@ def calibrate_and_score(
         scores[f"{prefix}crps"] = gaussian_crps(mean, scaler.calibrated_std(std, groups), test_target, test_mask)
     scores["conformal_multiplier"] = scaler.multiplier
     return scaler, scores
+
+
+# --------------------------------------------------------------------------- informativeness
+
+
+def spearman_std_error(std: np.ndarray, mean: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
+    """Spearman rank correlation between the predicted std and the absolute error on the masked
+    entries (``scipy.stats.spearmanr``): does the std rank the errors? 0 for a constant std."""
+    from scipy.stats import spearmanr
+
+    target = np.asarray(target, dtype=np.float64)
+    m = _boolean_mask(mask, target.shape)
+    sigma = np.asarray(std, dtype=np.float64)[m]
+    if np.ptp(sigma) == 0.0:
+        return 0.0
+    return float(spearmanr(sigma, np.abs(target[m] - np.asarray(mean, dtype=np.float64)[m])).statistic)
+
+
+def grouped_interval_scores(lower: np.ndarray, upper: np.ndarray, target: np.ndarray, mask: np.ndarray,
+                            groups: np.ndarray) -> dict[int, dict[str, float]]:
+    """Conditional coverage: per group (e.g. gap bucket, variable) of the masked entries, the
+    ``coverage``, mean ``width``, ``share`` of the masked entries and their count ``n``."""
+    target = np.asarray(target)
+    m = _boolean_mask(mask, target.shape)
+    y, lo, hi = target[m], np.asarray(lower)[m], np.asarray(upper)[m]
+    labels = np.broadcast_to(np.asarray(groups), target.shape)[m]
+    inside = (lo <= y) & (y <= hi)
+    out = {}
+    for group in np.unique(labels):
+        k = labels == group
+        out[int(group)] = {"coverage": float(inside[k].mean()), "width": float((hi[k] - lo[k]).mean()),
+                           "share": float(k.mean()), "n": float(k.sum())}
+    return out
+
+
+def calibrated_scores(val_mean: np.ndarray, val_std: np.ndarray, val_target: np.ndarray, val_mask: np.ndarray,
+                      val_observed: np.ndarray, mean: np.ndarray, std: np.ndarray, target: np.ndarray,
+                      mask: np.ndarray, observed: np.ndarray, level: float = 0.9, by_gap: bool = False,
+                      min_group_share: float = 0.01) -> dict[str, object]:
+    """Split-conformal calibration of ``std`` on the validation entries, scored on the test entries.
+
+    ``observed`` / ``val_observed`` are the observation masks the model saw (for the gap buckets).
+    ``by_gap``: one multiplier per gap-length bucket (Mondrian). Returns ``picp``, ``width``,
+    ``crps`` (closed form, Gaussian with the calibrated std), ``multiplier``, ``by_gap`` and
+    ``by_feature`` (:func:`grouped_interval_scores`), ``worst_gap_coverage`` (the bucket farthest
+    from ``level`` among buckets with at least ``min_group_share`` of the entries) and the range
+    of the per-variable coverage.
+    """
+    val_groups, groups = gap_groups(val_observed), gap_groups(observed)
+    calibration = ConformalCalibration.fit(val_mean, val_std, val_target, val_mask, val_groups if by_gap else None)
+    scaler = calibration.scaler(level)
+    use = groups if by_gap else None
+    lower, upper = scaler.interval(mean, std, use)
+    features = np.broadcast_to(np.arange(np.shape(target)[-1]), np.shape(target))
+    by_gap_scores = grouped_interval_scores(lower, upper, target, mask, groups)
+    by_feature = grouped_interval_scores(lower, upper, target, mask, features)
+    large = [s["coverage"] for s in by_gap_scores.values() if s["share"] >= min_group_share]
+    feature_coverage = [s["coverage"] for s in by_feature.values()]
+    return {
+        "picp": picp(lower, upper, target, mask), "width": mean_width(lower, upper, mask),
+        "crps": gaussian_crps(mean, scaler.calibrated_std(std, use), target, mask),
+        "multiplier": scaler.multiplier, "by_gap": by_gap_scores, "by_feature": by_feature,
+        "worst_gap_coverage": max(large, key=lambda c: abs(c - level)) if large else math.nan,
+        "feature_coverage_min": min(feature_coverage), "feature_coverage_max": max(feature_coverage),
+    }
+
+
+def informativeness_scores(val_mean: np.ndarray, val_std: np.ndarray, val_target: np.ndarray, val_mask: np.ndarray,
+                           val_observed: np.ndarray, mean: np.ndarray, std: np.ndarray, target: np.ndarray,
+                           mask: np.ndarray, observed: np.ndarray, level: float = 0.9) -> dict[str, object]:
+    """Everything that says whether a predictive std carries information, on the test entries:
+    ``spearman`` (:func:`spearman_std_error`), raw Gaussian ``raw_picp`` / ``raw_width``, and the
+    split-conformal calibrated scores with one global multiplier (``calibrated``) and one per gap
+    bucket (``gap_calibrated``), each with coverage and width by gap bucket and by variable and
+    the closed-form CRPS (:func:`calibrated_scores`). A constant std (``np.ones``) gives the
+    constant-width conformal band."""
+    lower, upper = gaussian_interval(mean, std, level)
+    arguments = (val_mean, val_std, val_target, val_mask, val_observed, mean, std, target, mask, observed, level)
+    return {
+        "spearman": spearman_std_error(std, mean, target, mask),
+        "raw_picp": picp(lower, upper, target, mask), "raw_width": mean_width(lower, upper, mask),
+        "calibrated": calibrated_scores(*arguments, by_gap=False),
+        "gap_calibrated": calibrated_scores(*arguments, by_gap=True),
+    }
+
+
+def interval_summary(prediction: dict[str, np.ndarray], target: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """What a sweep or a demo reports for a Bayesian prediction on the masked (removed) entries:
+    ``coverage`` and mean ``width`` of its ``lower``/``upper`` (``predict`` returns the calibrated
+    interval by default) and, when it has a ``std``, ``raw_coverage_90``, the coverage of the raw
+    Gaussian 90 % interval ``imputation +- 1.645 std``."""
+    target = np.nan_to_num(np.asarray(target, dtype=np.float64))
+    out = {"coverage": picp(prediction["lower"], prediction["upper"], target, mask),
+           "width": mean_width(prediction["lower"], prediction["upper"], mask)}
+    if "std" in prediction:
+        lower, upper = gaussian_interval(prediction["imputation"], prediction["std"], 0.9)
+        out["raw_coverage_90"] = picp(lower, upper, target, mask)
+    return out

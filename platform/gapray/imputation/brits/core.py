@@ -14,7 +14,7 @@ from functools import cached_property
 import torch
 from torch import Tensor, nn
 
-from gapray.imputation.bayesian import BayesianConfig, kl_divergence, repeat_for_samples
+from gapray.imputation.bayesian import bayesian_config, kl_divergence, repeat_for_samples
 from gapray.imputation.config import BRITSConfig
 from gapray.imputation.dml import MetricLearningLoss
 from gapray.imputation.layers import bidirectional_merge, consistency_loss
@@ -108,7 +108,7 @@ class BidirectionalLayer(nn.Module):
         super().__init__()
         self.rits = RITS(n_features, config.hidden_size, config.cell, n_directions=2,
                          combination_sigmoid=config.combination_sigmoid,
-                         bayesian=BayesianConfig(prior_sigma=config.prior_sigma) if config.bayesian else None)
+                         bayesian=bayesian_config(config) if config.bayesian else None)
 
     def forward(self, values: Tensor, batch: Batch, initial_hidden: Tensor | None = None) -> LayerOutput:
         values, mask, deltas, repeats = batch.recurrence_inputs(values)
