@@ -128,12 +128,22 @@ EQUIVALENT: dict[str, str] = {
     "also for one layer: the mean of one tensor is that tensor.",
     "gapray_envs.gil_env.xǁGILEnvǁstep__mutmut_1": "`session is None and _pending is None`: reset() sets both "
     "and nothing clears one without the other, so 'or' and 'and' agree on every reachable state.",
+    "gapray_envs.gil_env.xǁGILEnvǁ_check_action__mutmut_28": "`isfinite(low) or isfinite(high)`: a NaN makes "
+    "both NaN (refused either way), +inf fails `high > 1 + 1e-6`, -inf fails `low < -1e-6`.",
+    **{f"gapray_envs.gil_env.xǁGILEnvǁ_check_action__mutmut_{i}": "`<` vs `<=` at exactly -1e-6 or 1 + 1e-6: "
+       "the bounds come from a float32 tensor, which cannot hold either value, so equality never happens."
+       for i in (31, 34)},
+    "gapray_envs.gil_env.xǁGILEnvǁ_check_action__mutmut_39": "`.to(None)` leaves the tensor where it is: the CPU, "
+    "the configured device here.",
     _L + "x_encode_at__mutmut_20": "`tokens[:, index:index + 2]`: the extra query row attends on its own and "
     "only row 0 is returned; at the last position the slice has one row anyway.",
 }
 """Surviving mutants that cannot change behaviour, with the reason (reviewed by hand)."""
 
 NOT_WORTH_KILLING: dict[str, str] = {
+    **{f"gapray_envs.gil_env.xǁGILEnvǁ_check_action__mutmut_{i}": "Drops or widens the upper clamp: the bounds check "
+       "already refuses anything above 1 + 1e-6, so the unclamped importance is at most 1e-6 too large, a change "
+       "below float32 gradient noise." for i in (41, 43, 45)},
     **{f"gapray.imputation.brits.core.xǁBatchǁrepeat__mutmut_{i}": "`records=None` on a repeated batch: "
        "inference then computes the input-only terms once per copy instead of once per record. Same values, "
        "more work; the sharing is checked by `test_bayesian_models.py`, outside this run's fast test selection."

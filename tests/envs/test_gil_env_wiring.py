@@ -80,10 +80,14 @@ def hand_gradients(predictor: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     return grads
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_a_step_applies_the_action_as_gil_importance_and_rewards_the_loss_after_the_update(variant: str) -> None:
+@pytest.mark.parametrize(("variant", "deferred"), [("mlp", True), ("lstm", True), ("mlp", False)])
+def test_a_step_applies_the_action_as_gil_importance_and_rewards_the_loss_after_the_update(
+        variant: str, deferred: bool) -> None:
+    """Both update paths of the session: the deferred importance on the observation's forward pass,
+    and a fresh split forward (Eq. 4), which also gets a float64 action."""
     env = GILEnv(VARIANTS[variant])
     observation, _ = env.reset(seed=0)
+    env.session.deferred = deferred
     generator = torch.Generator().manual_seed(1)
     for step in range(2):
         x, y = batch_of(env, observation)
@@ -91,22 +95,28 @@ def test_a_step_applies_the_action_as_gil_importance_and_rewards_the_loss_after_
         before = copy.deepcopy(predictor)
         action = torch.rand(env.action_space.shape, generator=generator)
         action[:, : action.shape[1] // 3] = 0.0  # some features get no encoder gradient at all
-        importance = action.reshape(x.shape)
+        action[:, action.shape[1] // 3] = -5e-7  # within the bounds check's tolerance: clamped to 0
+        importance = action.clamp(0.0, 1.0).reshape(x.shape)
         expected = hand_gradients(before, x, y, importance)
         plain = hand_gradients(before, x, y, torch.ones_like(importance))
-        observation, reward, terminated, truncated, info = env.step(action.numpy())
+        observation, reward, terminated, truncated, info = env.step(
+            action.numpy() if deferred else action.numpy().astype(np.float64))
         assert not terminated and not truncated
         encoder = "encoder.weight" if variant == "mlp" else "weight_ih"
         assert not torch.allclose(expected[encoder], plain[encoder], atol=1e-4)  # the action matters here
         for name, param in predictor.named_parameters():
             torch.testing.assert_close(param.grad, expected[name], atol=1e-6, rtol=1e-4,
                                        msg=lambda text, name=name: f"{name}: {text}")
-        if step == 0:  # Adam's first step: every weight moves by lr * g / (|g| + eps); g = 0 where a = 0
-            lr = env.config.learning_rate
-            for (name, old), new in zip(before.named_parameters(), predictor.parameters()):
-                g = expected[name]
+        if step == 0:  # Adam's first step moves every weight by lr * g / (|g| + eps) of the gradient just
+            lr = env.config.learning_rate  # checked (g = 0 where a = 0: those weights stay)
+            for old, new in zip(before.parameters(), predictor.parameters()):
+                g = new.grad
                 torch.testing.assert_close(new.detach(), old.detach() - lr * g / (g.abs() + 1e-8),
                                            atol=1e-7, rtol=1e-5)
+            # zero importance (also the clamped -5e-7 column): the encoder weight's column does not move
+            stay = action.shape[1] // 3 + 1
+            assert torch.equal(dict(predictor.named_parameters())[encoder].detach()[:, :stay],
+                               dict(before.named_parameters())[encoder].detach()[:, :stay])
         with torch.no_grad():  # reward: minus the batch's loss under the updated weights
             loss_after = F.cross_entropy(predictor(x).logits, y)
             loss_before = F.cross_entropy(before(x).logits, y)
@@ -157,6 +167,23 @@ def test_gil_d_reward_uses_the_configured_coefficient(data_dir: Path) -> None:
     _, reward, _, _, info = env.step(np.ones(env.action_space.shape, np.float32))
     assert abs(info["distributional_difference"]) > 1e-3  # so the coefficient matters
     assert reward == pytest.approx(-info["loss"] + 3.0 * info["distributional_difference"], rel=1e-6)
+
+
+def test_actions_are_checked_and_integer_actions_work() -> None:
+    env = GILEnv(MLP)
+    env.reset(seed=0)
+    shape = env.action_space.shape
+    with pytest.raises(ValueError, match=r"^GILEnv action must be numeric, got dtype bool$"):
+        env.step(np.ones(shape, dtype=bool))
+    bad = np.full(shape, 0.5, dtype=np.float32)
+    bad[3, 4] = -0.5
+    with pytest.raises(ValueError, match=r"^GILEnv action must lie in \[0, 1\], got values in \[-0.5, 0.5\]$"):
+        env.step(bad)
+    _, reward_int, *_ = env.step(np.ones(shape, dtype=np.int64))  # integer 0/1 importance is accepted
+    again = GILEnv(MLP)
+    again.reset(seed=0)
+    _, reward_float, *_ = again.step(np.ones(shape, dtype=np.float32))
+    assert reward_int == reward_float
 
 
 def test_step_before_reset_is_refused() -> None:
