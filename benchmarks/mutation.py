@@ -135,6 +135,8 @@ EQUIVALENT: dict[str, str] = {
        for i in (31, 34)},
     "gapray_envs.gil_env.xǁGILEnvǁ_check_action__mutmut_39": "`.to(None)` leaves the tensor where it is: the CPU, "
     "the configured device here.",
+    "gapray.imputation.rits.x__time_major__mutmut_16": "Always `t.repeat(1, 1, repeats, 1)`: with repeats = 1 "
+    "that is a contiguous copy, like `t.contiguous()`.",
     _L + "x_encode_at__mutmut_20": "`tokens[:, index:index + 2]`: the extra query row attends on its own and "
     "only row 0 is returned; at the last position the slice has one row anyway.",
 }

@@ -230,3 +230,26 @@ def test_brits_imputation_keeps_observed_values_and_uses_both_directions() -> No
     assert missing_early.any()
     difference = (changed[:, :-1] - out.imputation[:, :-1]).abs()
     assert (difference[missing_early] > 1e-4).any()
+
+
+@pytest.mark.parametrize("kind", ["brits", "deari"])
+def test_a_repeated_batch_at_inference_gives_every_copy_the_single_batch_imputation(kind: str) -> None:
+    """Without autograd a repeated batch (Monte Carlo copies) runs its recurrence over the copies
+    while sharing the input-only terms per record; with the same (deterministic) weights every copy
+    must equal the single batch's imputation, and with autograd (every copy its own graph) too."""
+    from gapray.imputation import DEARIConfig
+    from gapray.imputation.deari.core import DEARICore
+
+    torch.manual_seed(5)
+    core = BRITSCore(D, BRITSConfig(hidden_size=H)) if kind == "brits" else \
+        DEARICore(D, DEARIConfig(hidden_size=H, n_layers=2, attention_heads=2, attention_feedforward=16))
+    core.eval()
+    batch = make_batch(seed=5)
+    with torch.no_grad():
+        single = core(batch, with_loss=False).imputation
+        shared = core(batch.repeat(3), with_loss=False).imputation
+    separate = core(batch.repeat(3)).imputation.detach()
+    for copies in (shared, separate):
+        assert copies.shape == (3 * B, T, D)
+        for k in range(3):
+            torch.testing.assert_close(copies[k * B:(k + 1) * B], single, atol=ATOL, rtol=RTOL)
