@@ -212,14 +212,17 @@ def stage(stage_dir: Path, modules: list[Module]) -> None:
 
 
 def reset_survivors(stage_dir: Path, modules: list[Module]) -> None:
-    """Mark the surviving mutants of ``modules`` unchecked and drop the test statistics, so that
-    the next run maps functions to the current tests and runs those mutants again."""
+    """Mark the surviving mutants of ``modules`` that are not reviewed as equivalent or not worth
+    killing unchecked, and drop the test statistics, so that the next run maps functions to the
+    current tests and runs those mutants again."""
     for module in modules:
         meta = stage_dir / "mutants" / (module.staged + ".meta")
         if not meta.exists():
             continue
         data = json.loads(meta.read_text())
-        data["exit_code_by_key"] = {k: (None if v == 0 else v) for k, v in data["exit_code_by_key"].items()}
+        reviewed = EQUIVALENT.keys() | NOT_WORTH_KILLING.keys()
+        data["exit_code_by_key"] = {k: (None if v == 0 and k not in reviewed else v)
+                                    for k, v in data["exit_code_by_key"].items()}
         meta.write_text(json.dumps(data))
     (stage_dir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
 
