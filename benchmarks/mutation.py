@@ -291,20 +291,23 @@ def report(stage_dir: Path, modules: list[Module], seconds: dict[str, float]) ->
             "score": total_killed / total_considered if total_considered else float("nan")}
 
 
-def write_report(result: dict[str, object], path_stem: Path) -> None:
+def write_report(result: dict[str, object], path_stem: Path, note: str = "") -> None:
     rows: list[dict[str, object]] = result["rows"]  # type: ignore[assignment]
     survivors: list[dict[str, str]] = result["survivors"]  # type: ignore[assignment]
     lines = ["# Mutation testing (mutmut 3)", "",
              "`make mutate` (`benchmarks/mutation.py`): each mutant runs the fast tests that reach its "
              "function (`" + "`, `".join(Path(t).name for t in TESTS) + "`). Score = killed / (mutants - "
              "equivalent - no tests); a timeout counts as killed.", "",
-             "| module | mutants | killed | survived | equivalent | no tests | score | run (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| module | mutants | killed | survived | equivalent | no tests | not checked | score | run (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| `{r['path']}` | {r['mutants']} | {r['killed']} | {r['survived']} | {r['equivalent']} | "
-                     f"{r['no_tests']} | {100 * float(r['score']):.1f} % | {r['seconds']} |")
+                     f"{r['no_tests']} | {r['not_checked']} | {100 * float(r['score']):.1f} % | {r['seconds']} |")
     lines += ["", f"**All modules: {result['killed']} of {result['considered']} non-equivalent mutants killed, "
-                  f"{100 * float(result['score']):.1f} %.**", "", "## Surviving mutants", ""]
+                  f"{100 * float(result['score']):.1f} %.**", ""]
+    if note:
+        lines += [note, ""]
+    lines += ["## Surviving mutants", ""]
     if not survivors:
         lines.append("None.")
     for s in survivors:
@@ -324,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retest-survivors", action="store_true",
                         help="run the surviving mutants again (after adding tests), with fresh test statistics")
     parser.add_argument("--output", type=Path, default=RESULTS / "mutation")
+    parser.add_argument("--note", default="", help="a paragraph for the report (how and when it was run)")
     args = parser.parse_args(argv)
     by_name = {m.name: m for m in MODULES}
     modules = [by_name[name] for name in args.modules] if args.modules else MODULES
@@ -345,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds[module.name] = time.perf_counter() - started
             timings.write_text(json.dumps(seconds))
     result = report(args.stage_dir, MODULES if args.report_only else modules, seconds)
-    write_report(result, args.output)
+    write_report(result, args.output, args.note)
     for r in result["rows"]:  # type: ignore[union-attr]
         print(f"{r['module']:12s} mutants {r['mutants']:4d} killed {r['killed']:4d} survived {r['survived']:3d} "
               f"equivalent {r['equivalent']:3d} no tests {r['no_tests']:3d} score {100 * r['score']:.1f} %")
