@@ -137,6 +137,10 @@ EQUIVALENT: dict[str, str] = {
     "the configured device here.",
     "gapray.imputation.rits.x__time_major__mutmut_16": "Always `t.repeat(1, 1, repeats, 1)`: with repeats = 1 "
     "that is a contiguous copy, like `t.contiguous()`.",
+    "gapray.imputation.rits.x__time_major__mutmut_28": "`repeats >= 1`: with one copy `repeat(1, 1, 1, 1)` is a "
+    "contiguous copy, like `contiguous()`.",
+    "gapray.imputation.rits.x__repeat_rows__mutmut_2": "Always `repeat(...)`: with one copy that is a copy of `t`, "
+    "same values.",
     _L + "x_encode_at__mutmut_20": "`tokens[:, index:index + 2]`: the extra query row attends on its own and "
     "only row 0 is returned; at the last position the slice has one row anyway.",
 }
