@@ -42,8 +42,12 @@ repeats each. ``mlflow ui --backend-store-uri sqlite:///mlflow.db`` shows the ru
 Results to expect
 -----------------
 A table of test accuracy / AUC / AP for GIL next to ``ones`` and ``mask`` (validation AUC
-alongside). The smoke test only shows the wiring (scores on 300 digits after 20 updates are
-near chance and differ run to run). The paper reports on PhysioNet 2012 mortality AUC 82.20
+alongside); in MLflow (experiment ``gil-ddpg``) the parent run's ``plots/gil_vs_baselines.png``
+compares them (over seeds with ``--seeds 0 1 2``) and the best trial's final predictor is
+registered as ``models:/gil-predictor@champion``. The smoke test (digits, 50 % missing, 300
+predictor updates) learns: GIL 0.572 test accuracy, ``ones`` and ``mask`` 0.581 (chance 0.1;
+the 40-step policy ties the baselines), in 651 s with the load average near 14 on this 2-core
+machine. The paper reports on PhysioNet 2012 mortality AUC 82.20
 (GIL) vs 82.00 (GIL-H) vs 81.14 (zero imputation) with a 1024-unit LSTM on a GPU, and on MNIST
 90 % MCAR accuracy 78.47 vs 78.44 vs 76.67: the differences are small, so compare over seeds.
 Measured here (``benchmarks/results/gil_ddpg_*.md``; 2-core CPU, LSTM 64): with 2,000

@@ -39,8 +39,13 @@ def test_gil_config_wires_row_wise_module_and_mask_slice():
     assert action.shape == env.action_space.shape and env.action_space.contains(action.astype(np.float32))
 
 
-def test_smoke_test_runs_end_to_end_and_logs_to_mlflow(ray_session, mlflow_uri, tmp_path):
-    """One Tune trial whose DDPG samples the GIL env on a remote env runner (bundle per runner)."""
+def test_smoke_test_learns_and_lays_out_mlflow_runs_that_compare_at_a_glance(ray_session, mlflow_uri, tmp_path):
+    """One Tune trial whose DDPG samples the GIL env on a remote env runner (bundle per runner); the
+    predictors learn (10 digit classes: chance is 0.1), the parent holds one comparison plot, the
+    final predictor is registered and served, no temporary folder is left behind."""
+    import glob
+    import tempfile
+
     output = tmp_path / "outcome.json"
     code = _load_script().main(["--smoke-test", "--num-env-runners", "1", "--tracking-uri", mlflow_uri,
                                 "--storage-path", str(tmp_path / "ray_results"), "--output", str(output),
@@ -50,28 +55,69 @@ def test_smoke_test_runs_end_to_end_and_logs_to_mlflow(ray_session, mlflow_uri, 
     # the smoke task is a digits MLP with the zero placeholder: a = m (GIL-H) is then exactly zero
     # imputation (a = 1), so the two baselines coincide score for score
     assert outcome["baselines"]["mask"] == outcome["baselines"]["ones"]
+    # learning happened: every predictor ends far above chance (0.1 accuracy, 0.5 AUC)
+    for scores in (outcome["baselines"]["ones"], {k[5:]: v for k, v in outcome["gil"].items() if k[:5] == "test_"}):
+        assert scores["accuracy"] > 0.3 and scores["auc"] > 0.8, scores
+    assert "gil-ddpg-" not in output.read_text()  # no path into a trial's (removed) working folder
 
+    client = mlflow.MlflowClient(mlflow_uri)
+    experiment = client.get_experiment_by_name("gil-ddpg")
+    assert "gil-predictor@champion" in experiment.tags["mlflow.note.content"]
     mlflow.set_tracking_uri(mlflow_uri)
     runs = mlflow.search_runs(experiment_names=["gil-ddpg"])
     parent = runs[runs["run_id"] == outcome["parent_run_id"]]
     assert len(parent) == 1
-    for key in ("gil_test_auc", "ones_test_auc", "mask_test_auc", "gil_val_auc"):
-        assert np.isfinite(parent[f"metrics.{key}"].iloc[0])
-    # the parent run holds the same scores as the outcome
+    # the parent holds the test scores of the three methods (the outcome's), one comparison plot and its table
     assert parent["metrics.gil_test_auc"].iloc[0] == pytest.approx(outcome["gil"]["test_auc"])
     assert parent["metrics.ones_test_auc"].iloc[0] == pytest.approx(outcome["baselines"]["ones"]["auc"])
+    assert parent["metrics.mask_test_accuracy"].iloc[0] == pytest.approx(outcome["baselines"]["mask"]["accuracy"])
+    assert [a.path for a in client.list_artifacts(outcome["parent_run_id"], "plots")] == ["plots/gil_vs_baselines.png"]
+    assert {"comparison.csv", "outcome.json"} <= {a.path for a in client.list_artifacts(outcome["parent_run_id"])}
     children = runs[runs["tags.mlflow.parentRunId"] == outcome["parent_run_id"]]
     assert len(children) == 1
     child = children.iloc[0]
-    for key in ("episode_return_mean", "qf_loss", "policy_loss", "val_auc", "final/final_test_auc",
-                "final/final_importance_mean", "final/final_importance_mean_observed"):
+    assert child["tags.mlflow.runName"] == "gil-digits-s0" and child["run_id"] == outcome["best_run_id"]
+    assert f"/runs/{child['run_id']})" in parent["tags.mlflow.note.content"].iloc[0]
+    for key in ("episode_return_mean", "qf_loss", "policy_loss", "val_auc", "final_test_auc",
+                "final_importance_mean", "final_importance_mean_observed"):
         assert np.isfinite(child[f"metrics.{key}"])
+    assert not [c for c in runs.columns if c.startswith("metrics.final/")]  # no doubled final/final_* copies
     assert child["status"] == "FINISHED"
     # Only the filtered metrics: no RLlib result-dict dump.
     metric_names = [c for c in runs.columns if c.startswith("metrics.")]
     assert len(metric_names) < 50          # an RLlib result dump would be hundreds
-    artifacts = mlflow.MlflowClient(mlflow_uri).list_artifacts(child["run_id"], "final_model")
+    artifacts = client.list_artifacts(child["run_id"], "final_model")
     assert [Path(a.path).name for a in artifacts] == ["final_predictor.pt"]
+    # the trial's working folder went away with the trial (its name carries the run id)
+    assert glob.glob(str(Path(tempfile.gettempdir()) / f"gil-ddpg-{child['run_id'][:8]}-*")) == []
+
+    # the best trial's final predictor, registered from its run, serves raw inputs with NaN
+    version = client.get_model_version_by_alias("gil-predictor", "champion")
+    assert version.run_id == child["run_id"] and outcome["registered_model_uri"] == "models:/gil-predictor@champion"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_REGISTRY_URI", mlflow_uri)
+        info = mlflow.models.get_model_info("models:/gil-predictor@champion")
+        model = mlflow.pyfunc.load_model("models:/gil-predictor@champion")
+    assert info.signature is not None and info.saved_input_example_info is not None
+    X = np.random.default_rng(0).uniform(0, 1, size=(5, 64)).astype(np.float32)
+    X[:, ::2] = np.nan
+    probabilities = model.predict(X)
+    assert probabilities.shape == (5, 10) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_comparison_over_seeds_is_mean_and_sample_std_and_is_plotted(tmp_path):
+    from gapray.rl.gil_model import comparison_summary, plot_comparison
+
+    per_seed = [{"seed": s, "GIL": {"accuracy": a, "auc": 0.9, "ap": 0.5}, "ones": {"accuracy": 0.5, "auc": u,
+                                                                                    "ap": 0.4},
+                 "mask": {"accuracy": 0.5, "auc": 0.8, "ap": 0.4}} for s, a, u in ((0, 0.6, 0.7), (1, 0.8, 0.9))]
+    summary = comparison_summary(per_seed)
+    assert summary["GIL"]["accuracy"] == pytest.approx(0.7)
+    assert summary["GIL"]["accuracy_std"] == pytest.approx(np.sqrt(0.02))  # (0.1^2 + 0.1^2) / (2 - 1)
+    assert summary["ones"]["auc"] == pytest.approx(0.8) and summary["mask"]["auc_std"] == 0.0
+    assert comparison_summary(per_seed[:1])["GIL"]["accuracy_std"] == 0.0
+    path = plot_comparison(per_seed, tmp_path / "plot.png", "GIL on digits")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
 def test_importance_summary_matches_hand_computed_statistics():
