@@ -270,8 +270,7 @@ def results_table(grid: Any) -> pd.DataFrame:
     return table.sort_values("val_mae", na_position="last").reset_index(drop=True) if len(table) else table
 
 
-def plot_mae_by_depth_and_margin(table: pd.DataFrame, path: Path, references: Mapping[str, float] | None = None
-                                 ) -> Path:
+def mae_figure(table: pd.DataFrame, references: Mapping[str, float] | None = None) -> Any:
     """Best validation MAE of each trial against depth (``n_layers``, integer ticks) and DML margin;
     ``references`` (e.g. LOCF's validation MAE) are drawn as dashed horizontal lines."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -299,7 +298,13 @@ def plot_mae_by_depth_and_margin(table: pd.DataFrame, path: Path, references: Ma
         axes.grid(alpha=0.3)
     figure.suptitle("DEARI sweep: validation MAE")
     figure.tight_layout()
-    figure.savefig(path)
+    return figure
+
+
+def plot_mae_by_depth_and_margin(table: pd.DataFrame, path: Path, references: Mapping[str, float] | None = None
+                                 ) -> Path:
+    """:func:`mae_figure` saved as a PNG at ``path``."""
+    mae_figure(table, references).savefig(path)
     return path
 
 

@@ -18,12 +18,13 @@ DESCRIPTION_TAG = "mlflow.note.content"
 
 
 def configure_mlflow_environment() -> None:
-    """Turn off MLflow's telemetry (and Ray's usage stats) and MLflow's artifact progress bars, unless the user
-    set them already."""
+    """Turn off MLflow's telemetry (and Ray's usage stats), its artifact progress bars and the "View run" lines
+    it prints whenever a run on a server ends, unless the user set them already."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def resolve_tracking_uri(uri: str, base_dir: str | os.PathLike[str] | None = None) -> str:
