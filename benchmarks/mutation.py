@@ -141,6 +141,9 @@ EQUIVALENT: dict[str, str] = {
     "contiguous copy, like `contiguous()`.",
     "gapray.imputation.rits.x__repeat_rows__mutmut_2": "Always `repeat(...)`: with one copy that is a copy of `t`, "
     "same values.",
+    **{f"gapray.imputation.rits.xǁRITSǁforward__mutmut_{i}": "`h_0` or `c_0` as zeros of shape [B, H] instead of "
+       "[n_dir, B, H]: the first step broadcasts them against the [n_dir, B, H] decay, to the same zeros."
+       for i in (72, 80)},
     _L + "x_encode_at__mutmut_20": "`tokens[:, index:index + 2]`: the extra query row attends on its own and "
     "only row 0 is returned; at the last position the slice has one row anyway.",
 }

@@ -253,3 +253,14 @@ def test_a_repeated_batch_at_inference_gives_every_copy_the_single_batch_imputat
         assert copies.shape == (2 * B, T, D)
         for k in range(2):
             torch.testing.assert_close(copies[k * B:(k + 1) * B], single, atol=ATOL, rtol=RTOL)
+
+
+def test_rits_refuses_values_or_deltas_that_are_not_copies_of_its_records() -> None:
+    rits = RITS(3, 4, n_directions=1)
+    mask, deltas = torch.ones(1, 2, 5, 3), torch.ones(1, 2, 5, 3)
+    with pytest.raises(ValueError, match=r"^RITS: values \(1, 4, 5, 3\), mask \(1, 2, 5, 3\) and deltas "
+                                         r"\(1, 2, 5, 3\) do not describe 3 copies of 2 records$"):
+        rits(torch.zeros(1, 4, 5, 3), mask, deltas, repeats=3)
+    with pytest.raises(ValueError, match=r"^RITS: values \(1, 6, 5, 3\), mask \(1, 2, 5, 3\) and deltas "
+                                         r"\(1, 6, 5, 3\) do not describe 3 copies of 2 records$"):
+        rits(torch.zeros(1, 6, 5, 3), mask, torch.ones(1, 6, 5, 3), repeats=3)
