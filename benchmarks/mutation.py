@@ -334,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retest-survivors", action="store_true",
                         help="run the surviving mutants again (after adding tests), with fresh test statistics")
     parser.add_argument("--output", type=Path, default=RESULTS / "mutation")
+    parser.add_argument("--mutants", nargs="+", default=None,
+                        help="run only these mutant names or globs (one mutmut run) instead of whole modules")
     parser.add_argument("--note", default="", help="a paragraph for the report (how and when it was run)")
     args = parser.parse_args(argv)
     by_name = {m.name: m for m in MODULES}
@@ -349,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         stage(args.stage_dir, MODULES)
         if args.retest_survivors:
             reset_survivors(args.stage_dir, modules)
-        for module in modules:
+        if args.mutants:
+            mutmut(args.stage_dir, "run", "--max-children", str(args.max_children), *args.mutants)
+        for module in [] if args.mutants else modules:
             print(f"== {module.name}: {module.source}", flush=True)
             started = time.perf_counter()
             mutmut(args.stage_dir, "run", "--max-children", str(args.max_children), f"{module.dotted}.*")
