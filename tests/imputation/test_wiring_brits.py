@@ -248,6 +248,8 @@ def test_a_repeated_batch_at_inference_gives_every_copy_the_single_batch_imputat
     with torch.no_grad():
         single = core(batch, with_loss=False).imputation
         shared = core(batch.repeat(2), with_loss=False).imputation
+        # the loss read afterwards on the shared path: identical copies, the single batch's loss
+        torch.testing.assert_close(core(batch.repeat(2)).loss, core(batch).loss, atol=ATOL, rtol=RTOL)
     separate = core(batch.repeat(2)).imputation.detach()
     for copies in (shared, separate):
         assert copies.shape == (2 * B, T, D)
