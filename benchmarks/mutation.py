@@ -218,20 +218,23 @@ def stage(stage_dir: Path, modules: list[Module]) -> None:
     (stage_dir / "pyproject.toml").write_text("\n".join(lines) + "\n")
 
 
-def reset_survivors(stage_dir: Path, modules: list[Module]) -> None:
+def reset_survivors(stage_dir: Path, modules: list[Module]) -> list[str]:
     """Mark the surviving mutants of ``modules`` that are not reviewed as equivalent or not worth
     killing unchecked, and drop the test statistics, so that the next run maps functions to the
     current tests and runs those mutants again."""
+    names: list[str] = []
     for module in modules:
         meta = stage_dir / "mutants" / (module.staged + ".meta")
         if not meta.exists():
             continue
         data = json.loads(meta.read_text())
         reviewed = EQUIVALENT.keys() | NOT_WORTH_KILLING.keys()
+        names += [k for k, v in data["exit_code_by_key"].items() if v == 0 and k not in reviewed]
         data["exit_code_by_key"] = {k: (None if v == 0 and k not in reviewed else v)
                                     for k, v in data["exit_code_by_key"].items()}
         meta.write_text(json.dumps(data))
     (stage_dir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    return names
 
 
 def mutmut_env() -> dict[str, str]:
@@ -349,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         args.stage_dir.mkdir(parents=True, exist_ok=True)
         stage(args.stage_dir, MODULES)
-        if args.retest_survivors:
-            reset_survivors(args.stage_dir, modules)
+        if args.retest_survivors:  # only the survivors, not the modules' unchecked mutants
+            args.mutants = (args.mutants or []) + reset_survivors(args.stage_dir, modules)
         if args.mutants:
             mutmut(args.stage_dir, "run", "--max-children", str(args.max_children), *args.mutants)
         for module in [] if args.mutants else modules:

@@ -144,3 +144,34 @@ def test_training_passes_the_schedules_kl_coefficient_for_each_sampling_step() -
     assert expected != schedule.kl_coefficient(1, 2, 1) and expected != schedule.kl_coefficient(1, 3, observed)
     # steps 0 (frozen, 2 records) and 1 (sampling: 3 copies of 2 records)
     assert recorder.calls == [(0.0, 2), (pytest.approx(expected, rel=1e-12), 6)]
+
+
+@pytest.mark.parametrize("pooling", ["cls", "last", "mean"])
+def test_metric_learning_loss_is_eq_19_to_21_with_the_library_defaults(pooling: str) -> None:
+    """``R = f_r(f_SA(H))`` built here from the head's own encoder (full forward pass, CLS token
+    prepended for ``cls``), then pytorch-metric-learning's miner and Multi-Similarity loss with
+    its defaults (alpha 2, beta 50, base 0.5) and the margin as the miner's epsilon."""
+    from pytorch_metric_learning import losses, miners
+
+    from gapray.imputation.dml import MetricLearningLoss
+
+    torch.manual_seed(3)
+    head = MetricLearningLoss(H, pooling=pooling, margin=0.7, attention_heads=2, attention_feedforward=16).eval()
+    assert (head.cls_token is not None) == (pooling == "cls")
+    forward, backward = torch.randn(6, 5, H), torch.randn(6, 5, H)
+
+    def representation(hidden: torch.Tensor) -> torch.Tensor:
+        if pooling == "cls":
+            return head.encoder(torch.cat([head.cls_token.expand(len(hidden), -1, -1), hidden], dim=1))[:, 0]
+        encoded = head.encoder(hidden)
+        return encoded[:, -1] if pooling == "last" else encoded.mean(dim=1)
+
+    with torch.no_grad():
+        embeddings = torch.cat([representation(forward), representation(backward)])
+        labels = torch.cat([torch.arange(6), torch.arange(6)])
+        pairs = miners.MultiSimilarityMiner(epsilon=0.7)(embeddings, labels)
+        expected = losses.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5)(embeddings, labels, pairs)
+        assert expected > 0
+        torch.testing.assert_close(head(forward, backward), expected, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"^pooling must be 'cls', 'last' or 'mean', got 'max'$"):
+        MetricLearningLoss(H, pooling="max")
