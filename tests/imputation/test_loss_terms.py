@@ -146,17 +146,22 @@ def test_training_passes_the_schedules_kl_coefficient_for_each_sampling_step() -
     assert recorder.calls == [(0.0, 2), (pytest.approx(expected, rel=1e-12), 6)]
 
 
-@pytest.mark.parametrize("pooling", ["cls", "last", "mean"])
-def test_metric_learning_loss_is_eq_19_to_21_with_the_library_defaults(pooling: str) -> None:
+@pytest.mark.parametrize(("pooling", "scales"), [("cls", None), ("last", None), ("mean", None),
+                                                ("mean", (3.0, 20.0, 0.3))])
+def test_metric_learning_loss_is_eq_19_to_21_with_the_library_defaults(
+        pooling: str, scales: tuple[float, float, float] | None) -> None:
     """``R = f_r(f_SA(H))`` built here from the head's own encoder (full forward pass, CLS token
     prepended for ``cls``), then pytorch-metric-learning's miner and Multi-Similarity loss with
-    its defaults (alpha 2, beta 50, base 0.5) and the margin as the miner's epsilon."""
+    its defaults (alpha 2, beta 50, base 0.5) or the given ones, and the margin as the miner's epsilon."""
     from pytorch_metric_learning import losses, miners
 
     from gapray.imputation.dml import MetricLearningLoss
 
     torch.manual_seed(3)
-    head = MetricLearningLoss(H, pooling=pooling, margin=0.7, attention_heads=2, attention_feedforward=16).eval()
+    alpha, beta, base = scales or (2.0, 50.0, 0.5)
+    given = {} if scales is None else {"alpha": alpha, "beta": beta, "base": base}
+    head = MetricLearningLoss(H, pooling=pooling, margin=0.7, attention_heads=2, attention_feedforward=16,
+                              **given).eval()
     assert (head.cls_token is not None) == (pooling == "cls")
     forward, backward = torch.randn(6, 5, H), torch.randn(6, 5, H)
 
@@ -170,7 +175,7 @@ def test_metric_learning_loss_is_eq_19_to_21_with_the_library_defaults(pooling: 
         embeddings = torch.cat([representation(forward), representation(backward)])
         labels = torch.cat([torch.arange(6), torch.arange(6)])
         pairs = miners.MultiSimilarityMiner(epsilon=0.7)(embeddings, labels)
-        expected = losses.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5)(embeddings, labels, pairs)
+        expected = losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)(embeddings, labels, pairs)
         assert expected > 0
         torch.testing.assert_close(head(forward, backward), expected, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match=r"^pooling must be 'cls', 'last' or 'mean', got 'max'$"):
