@@ -170,8 +170,10 @@ NOT_WORTH_KILLING: dict[str, str] = {
     "an internal.",
     **{f"gapray.imputation.deari.core.xǁAttentionInitialStateǁ{name}": "Opt-in fast (bf16) path of the speed work "
        "(a default or a cast that only acts when it is on); the tests run the fp32 path."
-       for name in ("__init____mutmut_1", "__init____mutmut_2", "__init____mutmut_24", "__init____mutmut_29",
+       for name in ("__init____mutmut_2", "__init____mutmut_24", "__init____mutmut_29",
                     "forward__mutmut_1", "forward__mutmut_2", "forward__mutmut_14")},
+    "gapray.imputation.deari.core.xǁAttentionInitialStateǁ__init____mutmut_1": "Default feed-forward width "
+    "2048 -> 2049, never used: `DEARICore` always passes `config.attention_feedforward`.",
     **{f"gapray.imputation.deari.core.xǁDEARICoreǁ__init____mutmut_{i}": "Passes no `fast_attention` (default "
        "off) or None (falsy): the fp32 path the tests run either way." for i in (17, 23)},
     **{f"gapray_envs.gil_env.xǁGILEnvǁ_check_action__mutmut_{i}": "Drops or widens the upper clamp: the bounds check "
