@@ -156,6 +156,15 @@ EQUIVALENT: dict[str, str] = {
                                                        "representation__mutmut_21", "representation__mutmut_27",
                                                        "representation__mutmut_31", "__init____mutmut_45",
                                                        "__init____mutmut_50")},
+    "gapray.imputation.rits.x__time_major__mutmut_25": "`repeat(2, 1, repeats, 1)` tiles the time axis twice; "
+    "the loop reads the first T steps, which are the original ones.",
+    "gapray.imputation.rits.x__repeat_rows__mutmut_14": "`repeats >= 1`: one copy of `t` is `t`'s values.",
+    "gapray.imputation.brits.core.xǁBidirectionalLayerǁ__init____mutmut_11": "Drops `n_directions=2`, which is "
+    "RITS's default.",
+    "gapray.imputation.brits.core.x_make_metric_learning_head__mutmut_11": "`fast=None` (falsy) for the opt-in "
+    "fast path; the tests run the fp32 path.",
+    **{f"gapray.imputation.deari.core.xǁAttentionInitialStateǁ__init____mutmut_{i}": "CLS token stored as [1, H]: "
+       "`expand(B, -1, -1)` gives the same [B, 1, H] token." for i in (11, 12)},
     _L + "x_encode_at__mutmut_20": "`tokens[:, index:index + 2]`: the extra query row attends on its own and "
     "only row 0 is returned; at the last position the slice has one row anyway.",
 }
@@ -189,6 +198,14 @@ NOT_WORTH_KILLING: dict[str, str] = {
 }
 """Surviving mutants that change behaviour only where killing them would pin an incidental
 choice (an error message's wording, a tolerance), with the reason."""
+
+KILLED_AFTER_RUN: dict[str, str] = {
+    f"gapray.imputation.dml.xǁMetricLearningLossǁ__init____mutmut_{i}": "Drops alpha, beta or base from "
+    "`MultiSimilarityLoss(...)`, so the library default replaces a configured value. "
+    "`test_metric_learning_loss_is_eq_19_to_21_with_the_library_defaults[mean-scales3]` (non-default scales) "
+    "fails on it; that test was added after this run and the mutant was not run again." for i in (57, 58, 59)}
+"""Survivors that a test added after the run fails on (checked by hand), not yet re-run; they count as survivors."""
+
 
 
 def mark_step_logic_only(source: str) -> str:
@@ -315,9 +332,10 @@ def report(stage_dir: Path, modules: list[Module], seconds: dict[str, float]) ->
                      "score": killed / considered if considered else float("nan"),
                      "seconds": round(seconds.get(module.name, float("nan")), 1)})
         for name in survived:
-            reason = EQUIVALENT.get(name) or NOT_WORTH_KILLING.get(name) or "UNREVIEWED"
+            reason = EQUIVALENT.get(name) or NOT_WORTH_KILLING.get(name) or KILLED_AFTER_RUN.get(name) or \
+                "Not reviewed in this run: a real change the fast tests miss, or an equivalent one; see the diff."
             kind = "equivalent" if name in EQUIVALENT else "not worth killing" if name in NOT_WORTH_KILLING \
-                else "unreviewed"
+                else "a later test fails on it (not re-run)" if name in KILLED_AFTER_RUN else "unreviewed"
             survivors.append({"module": module.name, "mutant": name, "kind": kind, "reason": reason,
                               "diff": diff_of(stage_dir, name)})
     total_killed = sum(int(r["killed"]) for r in rows)
