@@ -71,8 +71,15 @@ def split(data_dir: Path) -> Split:
 
 @pytest.fixture(scope="module")
 def uninterrupted(split: Split) -> DEARI:
-    model = DEARI(DEARIConfig(**CONFIG))
-    model.fit(split.train, split.val, show_progress=False)
+    # one thread, as in the child processes: a module fixture runs before the per-test thread
+    # fixture, and another thread count sums in another order (bits differ from epoch 1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = DEARI(DEARIConfig(**CONFIG))
+        model.fit(split.train, split.val, show_progress=False)
+    finally:
+        torch.set_num_threads(previous)
     return model
 
 

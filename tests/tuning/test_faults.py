@@ -92,7 +92,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials_or_duplicating_
     assert 1 <= len(done_before) < 3  # one trial at a time: killed mid-sweep
 
     resumed = subprocess.run(_sweep_command(tmp_path, data_dir, "--resume"), cwd=tmp_path, env=subprocess_env(),
-                             capture_output=True, text=True, timeout=400)
+                             capture_output=True, text=True, timeout=800)
     assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
     assert "Sweep killed: 3 trials" in resumed.stdout and "mlflow ui --backend-store-uri" in resumed.stdout
 
