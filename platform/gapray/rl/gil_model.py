@@ -164,8 +164,8 @@ def plot_comparison(per_seed: Sequence[Mapping[str, Mapping[str, float]]], path:
         errors = [summary[m][f"{score}_std"] for m in METHODS] if len(per_seed) > 1 else None
         axes.bar(positions, means, yerr=errors, capsize=4, color=["tab:blue", "tab:grey", "tab:orange"], alpha=0.8)
         for position, method in zip(positions, METHODS):
-            seeds = [row[method][score] for row in per_seed]
-            axes.scatter(np.full(len(seeds), position), seeds, color="black", s=10, zorder=3)
+            points = [row[method][score] for row in per_seed]
+            axes.scatter(np.full(len(points), position), points, color="black", s=10, zorder=3)
         shown = [row[m][score] for row in per_seed for m in METHODS] + [
             mean + (error or 0.0) for mean, error in zip(means, errors or [0.0] * len(means))]
         pad = max(0.02, 0.1 * (max(shown) - min(shown)))  # zoomed in: the methods differ by little

@@ -262,7 +262,8 @@ def results_table(grid: Any) -> pd.DataFrame:
                         "seconds": float(history["time_total_s"].iloc[-1]) if "time_total_s" in history else math.nan})
         else:
             row.update({"val_mae": math.nan, "val_mre": math.nan, "best_epoch": 0, "epochs": 0, "node_id": ""})
-        run_ids = history["mlflow_run_id"].dropna() if history is not None and "mlflow_run_id" in history else ()
+        run_ids = (history["mlflow_run_id"].dropna() if history is not None and "mlflow_run_id" in history
+                   else pd.Series(dtype=object))
         row["run_id"] = str(run_ids.iloc[-1]) if len(run_ids) else ""
         row["status"] = "ERROR" if result.error else "TERMINATED"
         rows.append(row)

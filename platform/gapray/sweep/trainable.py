@@ -101,9 +101,10 @@ def _quiet_worker() -> None:
 def best_so_far(model: Any, values: Mapping[str, float], epoch: int, best: tuple[float, int]) -> tuple[float, int]:
     """``(best_val_mae, best_epoch)`` after ``epoch``: the model's own early-stopping record when it keeps one
     (it survives a restart from a checkpoint), else the running minimum of ``val_mae``."""
-    state = getattr(model, "state", None)
-    if state is not None and getattr(state, "best_epoch", 0):
-        return float(state.best_val_mae), int(state.best_epoch)
+    state: Any = getattr(model, "state", None)
+    best_epoch = int(getattr(state, "best_epoch", 0) or 0)
+    if best_epoch > 0:
+        return float(state.best_val_mae), best_epoch
     value = values.get("val_mae", math.inf)
     return (value, epoch) if value < best[0] else best
 
