@@ -190,8 +190,7 @@ def main(spec_path: str) -> int:
         if steps["up"]["rc"] == 0:
             steps["submit"] = run([ray, "submit", "--log-style", "record", config, "tuning/deari_sweep.py", "--",
                                    "--address", "auto", "--smoke-test", "--name", "e2e",
-                                   "--storage-path", "/mnt/shared/gapray/ray_results",
-                                   "--data-dir", "/mnt/shared/data"],
+                                   "--storage-path", "/mnt/shared/gapray/ray_results"],
                                   "ray_submit", timeout=900, env=laptop, cwd=repo)
             result["listening_5000"] = listening(MLFLOW_PORT)
             result["tracking_uri_on_head"] = run(

@@ -80,7 +80,9 @@ def test_head_login_shells_know_the_tracking_uri_and_their_cluster_config(path: 
 
 
 def test_onprem_config_checks_and_fetches_the_data_on_shared_storage() -> None:
-    setup = _load("docker/cluster.local.yaml")["head_setup_commands"]
+    config = _load("docker/cluster.local.yaml")
+    assert "echo 'export GAPRAY_DATA_DIR=/mnt/shared/data' >> ~/.bashrc" in " ".join(config["setup_commands"])
+    setup = config["head_setup_commands"]
     data = [c for c in setup if "physionet2012" in c]
     assert "test -f /mnt/shared/data/physionet2012/set-a.tar.gz -a -f /mnt/shared/data/physionet2012/Outcomes-a.txt" \
         in data[0] and "gapray data fetch physionet2012 --subset a --dest /mnt/shared/data/physionet2012" in data[0]
