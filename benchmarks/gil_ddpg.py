@@ -330,7 +330,12 @@ def selection_run(settings: Any, method: str, args: argparse.Namespace) -> dict[
 
 
 def _protocol_runs(runs: dict[str, list[dict[str, Any]]], protocol: str) -> dict[str, list[dict[str, Any]]]:
-    return {m: [{"seed": r["seed"], **r[protocol]} for r in rs if protocol in r] for m, rs in runs.items()}
+    """Per method, the seeds' scores under ``protocol``; GIL's ``validation`` falls back to its joint
+    run's validation selection when gapray's GIL protocol was not run (``--selection reference``)."""
+    def pick(run: dict[str, Any]) -> dict[str, Any] | None:
+        return run.get(protocol) or (run.get("joint_validation") if protocol == "validation" else None)
+
+    return {m: [{"seed": r["seed"], **chosen} for r in rs if (chosen := pick(r))] for m, rs in runs.items()}
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -348,10 +353,23 @@ def _diff_cell(diffs: list[float]) -> str:
             f"(max abs {100 * max(abs(d) for d in diffs):.2f}; {sum(d > 0 for d in diffs)}/{len(diffs)})")
 
 
+def _same_rule_on_validation(run: dict[str, Any]) -> dict[str, float]:
+    """The reference's rule (first best accuracy, every scored step) applied to the validation split
+    of the run's own trajectory: only the split that picks the checkpoint differs from ``reference``."""
+    from gapray.gil.selection import Checkpoint, select_checkpoint
+
+    trajectory = [Checkpoint(c["step"], {k[4:]: v for k, v in c.items() if k.startswith("val_")},
+                             {k[5:]: v for k, v in c.items() if k.startswith("test_")}) for c in run["trajectory"]]
+    return _scores(select_checkpoint(trajectory, "validation", metric="accuracy"))
+
+
 def _selection_lines(payload: dict[str, Any]) -> list[str]:
-    runs = payload["selection"]
+    runs = {m: [{**r, "validation_accuracy": _same_rule_on_validation(r)} if r.get("trajectory") else r
+                for r in rs] for m, rs in payload["selection"].items()}
     keys = ("test_accuracy", "test_auc", "test_ap")
     protocols = [("reference", f"reference: best test accuracy, every {payload['score_every']} steps"),
+                 ("validation_accuracy", f"same rule on validation: best validation accuracy, every "
+                                         f"{payload['score_every']} steps"),
                  ("joint_validation", "joint run, validation-selected"),
                  ("validation", f"gapray: validation-selected (every {payload['eval_every']} steps)")]
     lines = ["| method | protocol | n | test acc | test AUC | test AP | selected step |",
@@ -369,7 +387,7 @@ def _selection_lines(payload: dict[str, Any]) -> list[str]:
               "joint run, the validation one gapray's protocol (or the joint run's own validation selection):", "",
               "| method | compared with | test acc | test AUC | test AP |", "|---|---|---|---|---|"]
     for method, method_runs in runs.items():
-        for other in ("validation", "joint_validation"):
+        for other in ("validation_accuracy", "validation", "joint_validation"):
             pairs = [(r["reference"], r[other]) for r in method_runs if other in r]
             if pairs:
                 cells = " | ".join(_diff_cell([a[k] - b[k] for a, b in pairs]) for k in keys)
@@ -382,7 +400,7 @@ def _selection_lines(payload: dict[str, Any]) -> list[str]:
     for method in runs:
         if method == "ones":
             continue
-        for protocol in ("reference", "validation"):
+        for protocol in ("reference", "validation_accuracy", "validation"):
             per = _protocol_runs(runs, protocol)
             cells = [_diff_cell(paired_differences(per, method, "ones", k)) for k in keys]
             if all(cells):
@@ -402,9 +420,12 @@ def _write_selection(dataset: str, payload: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"gil_ddpg_{dataset}_selection" + (f"_{payload['tag']}" if payload.get("tag") else "")
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str))
+    unused = ("" if "honest_seconds" in json.dumps(payload["selection"]) else
+              " (`--horizon`, `--iterations`, `--steps-per-iteration` and `--final-steps` are unused: every run is "
+              "one run of `--reference-steps` updates; a GIL `validation` row is then its joint run's)")
     lines = [f"# GIL: the reference's selection protocol next to gapray's, {dataset}", "", payload["command"], "",
-             f"Scale: {payload['scale']}", "", f"Settings: {payload['settings']}", "", f"Machine: {payload['machine']}",
-             "", f"Paper: {payload['paper']}", "", *_selection_lines(payload)]
+             f"Scale: {payload['scale']}{unused}", "", f"Settings: {payload['settings']}", "",
+             f"Machine: {payload['machine']}", "", f"Paper: {payload['paper']}", "", *_selection_lines(payload)]
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
@@ -451,6 +472,8 @@ def main() -> int:
                                                                     "every this many steps (reference: 10)")
     parser.add_argument("--independent-offset", type=int, default=1000,
                         help="GIL-H's predictor seed is seed + this in the selection runs (0: paired with ones)")
+    parser.add_argument("--resume", action="store_true",
+                        help="selection runs: keep the (method, seed) runs already in the results file")
     parser.add_argument("--reference-choices", action="store_true",
                         help="apply GILDDPGSettings.with_reference_choices() (BatchNorm, L2, learning rates, ...)")
     parser.add_argument("--report", action="store_true",
@@ -498,7 +521,9 @@ def main() -> int:
         "runs": {m: [] for m in args.methods},
         "tag": args.tag,
     }
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    needs_ray = args.selection == "validation"  # selection runs start Ray at their first RLlib method
+    if needs_ray:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         if args.selection != "validation":
             payload.update({"selection": {m: [] for m in args.methods}, "score_every": args.score_every,
@@ -509,8 +534,20 @@ def main() -> int:
                                         f"steps (episodes of {args.horizon}) + {args.reference_steps} final steps"
                                         if args.selection == "both" else "")})
             del payload["runs"]
-            for seed in args.seeds:
-                for method in args.methods:
+            earlier = RESULTS / f"gil_ddpg_{args.dataset}_selection{'_' + args.tag if args.tag else ''}.json"
+            if args.resume and earlier.exists():  # keep the (method, seed) runs already done with these settings
+                done = json.loads(earlier.read_text())
+                if done["settings"] == json.loads(json.dumps(payload["settings"])):
+                    for method in args.methods:
+                        payload["selection"][method] = [r for r in done["selection"].get(method, [])
+                                                        if r["seed"] in args.seeds]
+            for method in args.methods:  # method-major: every seed of the cheap fixed policies first
+                for seed in args.seeds:
+                    if any(r["seed"] == seed for r in payload["selection"][method]):
+                        continue
+                    if method not in ("ones", "mask") and not needs_ray:
+                        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+                        needs_ray = True
                     run = selection_run(dataclasses.replace(settings, seed=seed), method, args)
                     payload["selection"][method].append({"seed": seed, **run})
                     print(json.dumps({"method": method, "seed": seed,
@@ -537,7 +574,8 @@ def main() -> int:
                                       **{k: v for k, v in run.items() if k != "policy_history"}}), flush=True)
                     _write(args.dataset, payload)
     finally:
-        ray.shutdown()
+        if needs_ray:
+            ray.shutdown()
     return 0
 
 
