@@ -94,6 +94,18 @@ def test_laplace_scale_model_recovers_known_scales() -> None:
                                                                                         spread[:9]))
     assert np.allclose(model.std(features[:9], gaps[:9], spread[:9]), np.sqrt(2) * model.scale(
         features[:9], gaps[:9], spread[:9]))
+    # noise growing with the level: 0.4 |x| for variable 1 only, nothing for the others
+    level = rng.normal(0.0, 1.5, n)
+    log_b_level = log_b + 0.4 * np.abs(level) * (features == 1)
+    errors = np.abs(rng.laplace(0.0, np.exp(log_b_level)))
+    with_level = LaplaceScaleModel.fit(errors, features, gaps, spread, n_features=3, level=level)
+    ratio = with_level.scale(features, gaps, spread, level) / np.exp(log_b_level)
+    assert np.percentile(np.abs(np.log(ratio)), 95) < 0.1 and with_level.alpha == pytest.approx(0.5, abs=0.03)
+    without = LaplaceScaleModel.fit(errors, features, gaps, spread, n_features=3)
+    assert np.percentile(np.abs(np.log(without.scale(features, gaps, spread) / np.exp(log_b_level))), 95) > 0.3
+    with pytest.raises(ValueError, match="with the level"):
+        with_level.scale(features, gaps, spread)
+    assert LaplaceScaleModel.from_state(with_level.to_state()).uses_level
 
 
 def test_rho_init_and_the_posterior_learning_rate_reach_the_model() -> None:

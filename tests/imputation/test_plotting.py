@@ -9,7 +9,13 @@ import pytest
 from matplotlib.image import imread
 
 from gapray.data.dataset import TimeSeriesDataset
-from gapray.imputation.plotting import band_feature, longest_gaps, plot_imputation_band
+from gapray.imputation.plotting import (
+    band_example,
+    band_example_score,
+    band_feature,
+    longest_gaps,
+    plot_imputation_band,
+)
 
 
 def _dataset() -> tuple[TimeSeriesDataset, dict[str, np.ndarray]]:
@@ -43,8 +49,9 @@ def test_plot_refuses_bad_record_feature_and_shapes(tmp_path: Path) -> None:
 
 
 def test_band_feature_picks_the_variable_with_the_longest_gap_holding_ground_truth() -> None:
-    missing = np.array([[1, 0, 1], [1, 1, 1], [0, 1, 1], [0, 1, 0]], dtype=bool)  # [T=4, D=3]
-    assert longest_gaps(missing).tolist() == [2, 3, 3]
+    missing = np.array([[1, 0, 1], [1, 1, 1], [0, 1, 1], [0, 0, 0], [0, 1, 0]], dtype=bool)  # [T=5, D=3]
+    assert longest_gaps(missing).tolist() == [2, 2, 3]
+    assert longest_gaps(missing, interior=True).tolist() == [0, 2, 0]  # only b's gap has observations around it
     dataset, _ = _dataset()  # record 0: feature b has a removed run of 3 steps, a and c none
     assert band_feature(dataset, 0) == 1
     x, x_ori = dataset.X.copy(), dataset.X_ori.copy()
@@ -52,3 +59,4 @@ def test_band_feature_picks_the_variable_with_the_longest_gap_holding_ground_tru
     assert band_feature(dataset.replace(X=x, X_ori=x_ori), 0) == 1
     x[0, :, 1] = np.nan  # b never observed: no band to show
     assert band_feature(TimeSeriesDataset(X=x, X_ori=None, name="toy"), 0) == 2  # no ground truth: longest gap
+    assert band_example(dataset) == (0, 1) and band_example_score(dataset, 1, 1) == -1  # record 1: nothing removed

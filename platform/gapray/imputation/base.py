@@ -202,7 +202,7 @@ class RecurrentImputer:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.config.seed)
                 moments, _ = self._moments(records, self.config.n_samples)
-            scale_model = fit_scale_model(moments, records)
+            scale_model = fit_scale_model(moments, records, self.config.aleatoric_level)
         self.uncertainty = FittedUncertainty(scale_model, None, self.config.calibration_groups)
         if val is None:
             return

@@ -114,6 +114,10 @@ class BRITSConfig:
     and the masking spread (``gapray.imputation.aleatoric``); ``masking`` the spread of the
     masked passes itself; ``none`` the weight spread only (reference port). Decision: the paper
     attributes the aleatoric part to random masking without a formula."""
+    aleatoric_level: bool = True
+    """Bayesian layers, ``aleatoric="laplace"``: the Laplace scale also depends on the imputed value
+    (a z-score; one common and one per-variable slope of its magnitude), for noise that grows with
+    the level (decision; ``gapray.imputation.aleatoric``)."""
     calibration_groups: Literal["gap", "none"] = "gap"
     """Bayesian layers: split-conformal calibration of the intervals on validation during ``fit``:
     ``gap`` one multiplier per gap-length bucket (Mondrian; ``uncertainty.GAP_EDGES``), so that

@@ -16,27 +16,50 @@ from matplotlib.figure import Figure
 from gapray.data.dataset import TimeSeriesDataset
 
 
-def longest_gaps(missing: np.ndarray) -> np.ndarray:
-    """Length of the longest run of ``True`` along axis 0 (time) of ``missing`` ``[T, D]``, per column."""
+def longest_gaps(missing: np.ndarray, interior: bool = False) -> np.ndarray:
+    """Length of the longest run of ``True`` along axis 0 (time) of ``missing`` ``[T, D]``, per
+    column; ``interior=True`` counts only runs with an observation on both sides."""
     missing = np.asarray(missing, dtype=bool)
     run = np.zeros(missing.shape[1:], dtype=np.int64)
     best = np.zeros_like(run)
+    seen = np.zeros(missing.shape[1:], dtype=bool)  # an observation before the current run
     for step in missing:
+        if interior:
+            best = np.where(~step & seen, np.maximum(best, run), best)
+        else:
+            best = np.maximum(best, np.where(step, run + 1, 0))
         run = np.where(step, run + 1, 0)
-        best = np.maximum(best, run)
+        seen |= ~step
     return best
 
 
+def band_example_score(dataset: TimeSeriesDataset, record: int, feature: int) -> int:
+    """How well ``record``'s variable ``feature`` shows a band widening over a gap: its longest gap
+    bounded by observations on both sides (at most 12 steps counted), then its number of
+    observations; -1 without artificially removed ground truth or with fewer than 3 observations."""
+    missing = np.isnan(dataset.X[record, :, feature])
+    if not dataset.indicating_mask[record, :, feature].any() or (~missing).sum() < 3:
+        return -1
+    gap = int(longest_gaps(missing[:, None], interior=True)[0])
+    return 100 * min(gap, 12) + int((~missing).sum())
+
+
 def band_feature(dataset: TimeSeriesDataset, record: int) -> int:
-    """The variable of ``record`` that shows the band best: among variables with artificially
-    removed ground truth (else all), the one with the longest gap of missing steps that is not the
-    whole series, ties broken by the number of removed entries."""
+    """The variable of ``record`` that shows the band best (:func:`band_example_score`); without
+    any removed ground truth, the one with the longest gap that is not the whole series."""
+    scores = [band_example_score(dataset, record, d) for d in range(dataset.X.shape[2])]
+    if max(scores) >= 0:
+        return int(np.argmax(scores))
     missing = np.isnan(dataset.X[record])
     gaps = longest_gaps(missing)
-    gaps = np.where(gaps >= missing.shape[0], -1, gaps)  # a variable never observed has no band to show
-    removed = dataset.indicating_mask[record].sum(axis=0)
-    candidates = np.flatnonzero(removed > 0) if (removed > 0).any() else np.arange(missing.shape[1])
-    return int(max(candidates, key=lambda d: (gaps[d], removed[d])))
+    return int(np.argmax(np.where(gaps >= missing.shape[0], -1, gaps)))
+
+
+def band_example(dataset: TimeSeriesDataset) -> tuple[int, int]:
+    """``(record, feature)`` of ``dataset`` with the best :func:`band_example_score`."""
+    best = max((band_example_score(dataset, r, d), -r, d) for r in range(len(dataset))
+                for d in range(dataset.X.shape[2]))
+    return -best[1], best[2]
 
 
 def plot_imputation_band(

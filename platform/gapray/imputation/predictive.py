@@ -128,7 +128,8 @@ def add_predictive_std(moments: dict[str, np.ndarray], mask: np.ndarray, aleator
         if scale_model is None:
             raise ValueError("aleatoric='laplace' needs a fitted LaplaceScaleModel (fit_uncertainty)")
         features, gaps = entry_features(mask)
-        aleatoric_std = scale_model.std(features, gaps, spread)
+        level = moments["imputation"] if scale_model.uses_level else None
+        aleatoric_std = scale_model.std(features, gaps, spread, level)
     elif aleatoric == "masking":
         aleatoric_std = spread.astype(np.float64)
     elif aleatoric == "none":
@@ -178,15 +179,17 @@ def scale_training_records(train: TimeSeriesDataset, rate: float, seed: int) -> 
     return remove_observed_per_sample(train, rate, rng)
 
 
-def fit_scale_model(moments: dict[str, np.ndarray], dataset: TimeSeriesDataset) -> LaplaceScaleModel:
-    """:class:`LaplaceScaleModel` fitted on ``dataset``'s removed entries (``X_ori``, indicating mask)."""
+def fit_scale_model(moments: dict[str, np.ndarray], dataset: TimeSeriesDataset,
+                    level: bool = False) -> LaplaceScaleModel:
+    """:class:`LaplaceScaleModel` fitted on ``dataset``'s removed entries (``X_ori``, indicating
+    mask); ``level``: the scale depends on the imputed value too."""
     if dataset.X_ori is None or not dataset.indicating_mask.any():
         raise ValueError(f"{dataset.name}: no removed entries to fit the aleatoric scale on")
     removed = dataset.indicating_mask > 0
     features, gaps = entry_features(dataset.mask)
     errors = np.abs(moments["imputation"].astype(np.float64) - np.nan_to_num(dataset.X_ori))[removed]
     return LaplaceScaleModel.fit(errors, features[removed], gaps[removed], moments["masking_spread"][removed],
-                                 dataset.n_features)
+                                 dataset.n_features, moments["imputation"][removed] if level else None)
 
 
 def calibration_groups(mask: np.ndarray, kind: str) -> np.ndarray | None:
