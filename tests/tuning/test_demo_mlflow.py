@@ -127,6 +127,24 @@ def test_console_line_of_a_trial() -> None:
     assert trial_line(trial, "finished", 20) == ("  a_00001 d2-h64-m0.30-uoff-lr5.0e-3: 5 epochs (stopped early), "
                                                  "best val MAE 0.1823 at epoch 4")
     assert trial_line(trial, "finished", 5).endswith(": 5 epochs, best val MAE 0.1823 at epoch 4")
+    assert trial_line(trial, "budget", 20).endswith(": 5 epochs (time budget), best val MAE 0.1823 at epoch 4")
+    waiting = type("T", (), {"trial_id": "a_00002", "config": {"n_layers": 1}, "last_result": {}})()
+    assert trial_line(waiting, "budget", 20) == "  a_00002 d1: not trained (time budget spent)"
+
+
+def test_console_reports_trials_the_budget_ended_once_at_the_end() -> None:
+    from gapray.sweep.console import ConsoleReporter
+
+    stream = io.StringIO()
+    reporter = ConsoleReporter(max_epochs=10, stream=stream)
+    done, cut = (type("T", (), {"trial_id": tid, "config": {"n_layers": 1}, "last_result": {"epoch": e,
+                                                                                           "best_val_mae": 0.2,
+                                                                                           "best_epoch": e}})()
+                 for tid, e in (("t1", 10), ("t2", 3)))
+    reporter.on_trial_complete(0, [done, cut], done)
+    reporter.on_experiment_end([done, cut])
+    assert stream.getvalue().splitlines() == ["  t1 d1: 10 epochs, best val MAE 0.2000 at epoch 10",
+                                              "  t2 d1: 3 epochs (time budget), best val MAE 0.2000 at epoch 3"]
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +207,7 @@ def test_parent_holds_what_ran_the_space_the_table_and_a_link_to_the_best_trial(
     parent = client.get_run(outcome.parent_run_id)
     ran = json.loads(parent.data.tags[SETTINGS_TAG])
     assert (ran["demo"], ran["dataset"], ran["epochs"], ran["num_samples"], ran["batch_size"]) == (
-        True, "beijing-air", 2, 2, 128)
+        True, "beijing-air", 2, 2, 32)
     space = dataclasses.replace(DEMO_SPACE, n_layers=(1,), hidden_size=(16,), unfreeze_every=(10,), n_samples=(2,))
     assert json.loads(parent.data.tags[SPACE_TAG]) == describe_space(space)
     assert {a.path for a in client.list_artifacts(outcome.parent_run_id)} >= {"trials.csv", "search_space.json",

@@ -120,7 +120,8 @@ def test_a_trial_run_is_named_by_its_config() -> None:
     params = {"n_layers": 3, "hidden_size": 64, "dml_margin": 0.2412, "unfreeze_every": 100, "lr": 0.00193,
               "cell": "gru", "n_samples": 10}
     assert run_name(params) == "d3-h64-m0.24-u100-lr1.9e-3"
-    assert run_name({"n_layers": 1, "dml_margin": 0.05, "unfreeze_every": OFF, "lr": 0.0123}) == "d1-m0.05-uoff-lr1.2e-2"
+    params = {"n_layers": 1, "dml_margin": 0.05, "unfreeze_every": OFF, "lr": 0.0123}
+    assert run_name(params) == "d1-m0.05-uoff-lr1.2e-2"
     assert run_name({}) == ""
 
 
@@ -128,8 +129,24 @@ def test_the_logged_search_space_names_each_rule_and_its_values() -> None:
     from gapray.sweep.space import DEMO_SPACE, describe_space
 
     described = describe_space(DEMO_SPACE)
-    assert described["lr"] == {"sample": "loguniform", "range": [3e-3, 1e-2]}
+    assert described["lr"] == {"sample": "loguniform", "range": [2e-3, 8e-3]}
     assert described["dml_margin"] == {"sample": "uniform", "range": [0.05, 0.5]}
-    assert described["unfreeze_every"] == {"sample": "choice", "values": [OFF, 10]}
+    assert described["unfreeze_every"] == {"sample": "choice", "values": [OFF, 50]}
     assert described["hidden_size"] == {"sample": "fixed", "values": [64]}
     assert set(described) == {f.name for f in dataclasses.fields(SweepSpace)}
+
+
+def test_the_demo_starts_from_configs_inside_its_own_space() -> None:
+    from gapray.sweep.space import DEMO_FIRST_CONFIGS, DEMO_SPACE, first_configs
+
+    assert first_configs("demo") == [dict(c) for c in DEMO_FIRST_CONFIGS] and first_configs(None) == []
+    first_configs("demo")[0]["lr"] = 1.0  # a copy: the constant is untouched
+    assert DEMO_FIRST_CONFIGS[0]["lr"] == 4e-3
+    for config in DEMO_FIRST_CONFIGS:
+        for name, value in config.items():
+            allowed = getattr(DEMO_SPACE, name)
+            if name in ("lr", "dml_margin"):
+                assert allowed[0] <= value <= allowed[1]
+            else:
+                assert value in allowed
+        config_from_params(DEARIConfig(), config)  # a valid DEARIConfig
