@@ -150,3 +150,31 @@ def test_the_demo_starts_from_configs_inside_its_own_space() -> None:
             else:
                 assert value in allowed
         config_from_params(DEARIConfig(), config)  # a valid DEARIConfig
+
+
+def _trials_started(settings: SweepSettings, own_space: bool, fits: int) -> list[dict]:
+    """Configs Tune's search hands out before any trial finishes, on a cluster that fits ``fits`` trials."""
+    from ray.tune.experiment import Experiment
+
+    from gapray.sweep import TrialResources
+    from gapray.sweep.runner import search_algorithm
+    from gapray.sweep.space import DEMO_SPACE
+
+    search = search_algorithm(settings.effective(), TrialResources(cpu=1, gpu=0, max_concurrent=fits), own_space)
+    search.add_configurations([Experiment("t", lambda config: None, config=param_space(DEARIConfig, DEMO_SPACE),
+                                          num_samples=6)])
+    configs = []
+    while (trial := search.next_trial()) is not None:
+        configs.append(trial.config)
+    return configs
+
+
+def test_the_search_caps_concurrent_trials_and_starts_the_demo_from_its_first_configs() -> None:
+    from gapray.sweep.space import DEMO_FIRST_CONFIGS
+
+    started = _trials_started(SweepSettings(demo=True), own_space=True, fits=2)
+    assert [{k: c[k] for k in first} for c, first in zip(started, DEMO_FIRST_CONFIGS)] == list(DEMO_FIRST_CONFIGS)
+    assert len(started) == 2  # what the cluster fits
+    capped = _trials_started(SweepSettings(demo=True, max_concurrent_trials=1), own_space=False, fits=2)
+    assert len(capped) == 1  # the flag wins
+    assert capped[0]["lr"] != DEMO_FIRST_CONFIGS[0]["lr"]  # a space given by the caller is sampled

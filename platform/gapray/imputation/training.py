@@ -188,7 +188,7 @@ def freeze_schedule(config: BRITSConfig) -> FreezeSchedule | None:
 
 def fit_loop(core: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState, config: BRITSConfig,
              train: PreparedData, val: PreparedData | None, epoch_callback: EpochCallback | None = None,
-             description: str = "fit", checkpoint: Callable[[], None] | None = None,
+             description: str = "fit", checkpoint: Callable[[], object] | None = None,
              show_progress: bool = True) -> list[dict[str, float]]:
     """Train until ``config.epochs``, early stopping (patience on validation MAE) or ``max_seconds``.
 

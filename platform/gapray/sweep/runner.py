@@ -364,6 +364,17 @@ def champion_input_example(split: Split, n_records: int = 2) -> np.ndarray | Non
     return np.asarray(split.standardizer.inverse(split.test.X[:n_records]), dtype=np.float32)
 
 
+def search_algorithm(settings: SweepSettings, resources: TrialResources, own_space: bool) -> Any:
+    """Tune's random search for ``settings``: a preset's own space (``own_space``) starts from its
+    known-good configs (:func:`gapray.sweep.space.first_configs`), a space given by the caller does
+    not. It also caps the concurrent trials (``max_concurrent_trials``, else what the cluster
+    fits): Tune ignores ``TuneConfig.max_concurrent_trials`` once a search algorithm is given."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(points_to_evaluate=first_configs(settings.preset) if own_space else [],
+                                 max_concurrent=settings.max_concurrent_trials or resources.max_concurrent)
+
+
 def run_sweep(
     settings: SweepSettings,
     space: SweepSpace | None = None,
@@ -435,20 +446,15 @@ def run_sweep(
         if settings.resume:
             tuner = tune.Tuner.restore(experiment_path, trainable=wrapped, resume_errored=True)
         else:
-            from ray.tune.search.basic_variant import BasicVariantGenerator
-
             tuner = tune.Tuner(
                 wrapped,
                 param_space=param_space(import_object(run_settings.config_class), chosen_space),
                 tune_config=tune.TuneConfig(
                     metric=METRIC, mode=MODE, num_samples=run_settings.num_samples,
-                    # a preset's own space starts from its known-good configs; a space given by the caller does not
-                    search_alg=BasicVariantGenerator(
-                        points_to_evaluate=first_configs(run_settings.preset) if space is None else []),
+                    search_alg=search_algorithm(run_settings, resources, own_space=space is None),
                     scheduler=ASHAScheduler(time_attr="training_iteration", max_t=max(run_settings.epochs, 1),
                                             grace_period=max(min(run_settings.grace_period, run_settings.epochs), 1),
                                             reduction_factor=2),
-                    max_concurrent_trials=run_settings.max_concurrent_trials or resources.max_concurrent,
                     reuse_actors=True,  # a fresh worker imports torch and gapray again: seconds per trial
                 ),
                 run_config=tune.RunConfig(
