@@ -178,3 +178,15 @@ def test_the_search_caps_concurrent_trials_and_starts_the_demo_from_its_first_co
     capped = _trials_started(SweepSettings(demo=True, max_concurrent_trials=1), own_space=False, fits=2)
     assert len(capped) == 1  # the flag wins
     assert capped[0]["lr"] != DEMO_FIRST_CONFIGS[0]["lr"]  # a space given by the caller is sampled
+
+
+def test_a_sweep_on_a_table_is_named_and_described_as_one() -> None:
+    from gapray.sweep.runner import champion_description, data_label
+
+    on_table = SweepSettings(data="/data/plant.csv", id_col="unit", time_col="ts")
+    assert data_label(on_table) == "table plant.csv" and data_label(SweepSettings()) == "physionet2012"
+    text = champion_description(on_table, "s1", "d2-m0.30", 0.21, 0.2049, 0.3)
+    assert text.startswith("Best trial `d2-m0.30` of sweep `s1` (table plant.csv): validation MAE 0.2100, "
+                           "test MAE 0.2049 (LOCF 0.3000).")
+    assert "columns `unit`, `ts`" in text and "array" not in text
+    assert "an array [records, steps, features]" in champion_description(SweepSettings(), "s1", "d1", 0.2, 0.2, 0.3)

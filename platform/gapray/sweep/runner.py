@@ -364,6 +364,27 @@ def champion_input_example(split: Split, n_records: int = 2) -> np.ndarray | Non
     return np.asarray(split.standardizer.inverse(split.test.X[:n_records]), dtype=np.float32)
 
 
+def data_label(settings: SweepSettings) -> str:
+    """What the sweep trains on, for people: the user's table (``--data``, its file name) or the dataset name."""
+    return f"table {Path(settings.data).name}" if settings.data is not None else settings.dataset
+
+
+def champion_description(settings: SweepSettings, sweep: str, trial: str, val_mae: float, test_mae: float,
+                         locf_mae: float) -> str:
+    """The registered champion's description: where it comes from, its scores, and what it takes and returns
+    (a table for a sweep on ``--data``, else an array; ``gapray.tracking.registry``)."""
+    if settings.data is not None:
+        io = (f"Input: a table laid out like `{Path(settings.data).name}` (columns `{settings.id_col}`, "
+              f"`{settings.time_col}` and the features; empty cells are missing values), in original units; output: "
+              "the same table with its gaps filled, marking the imputed cells (and their std and interval when the "
+              "champion is Bayesian).")
+    else:
+        io = ("Input: an array [records, steps, features] in original units with NaN for missing values; output: "
+              "the imputed array.")
+    return (f"Best trial `{trial}` of sweep `{sweep}` ({data_label(settings)}): validation MAE {val_mae:.4f}, "
+            f"test MAE {test_mae:.4f} (LOCF {locf_mae:.4f}). {io}")
+
+
 def search_algorithm(settings: SweepSettings, resources: TrialResources, own_space: bool) -> Any:
     """Tune's random search for ``settings``: a preset's own space (``own_space``) starts from its
     known-good configs (:func:`gapray.sweep.space.first_configs`), a space given by the caller does
@@ -436,7 +457,7 @@ def run_sweep(
         )
         wrapped = tune.with_resources(tune.with_parameters(trainable, split=split, context=context),
                                       resources.as_dict())
-        print(f"Sweep {name}: {run_settings.num_samples} trials of DEARI on {run_settings.dataset} "
+        print(f"Sweep {name}: {run_settings.num_samples} trials of DEARI on {data_label(run_settings)} "
               f"({len(split.train)} train / {len(split.val)} validation / {len(split.test)} test records), "
               f"up to {run_settings.epochs} epochs each"
               + (f", {run_settings.time_budget_s:g} s in all" if run_settings.time_budget_s else "")
@@ -547,12 +568,10 @@ def _summarise(grid: Any, settings: SweepSettings, client: Any, experiment_id: s
                 outcome.registered = log_and_register_model(
                     settings.tracking_uri, best_run_id, best_path, settings.registered_model,
                     model_class=settings.model_class,
-                    description=(f"Best trial `{best_row['run_name']}` of sweep `{name}` ({settings.dataset}): "
-                                 f"validation MAE {float(best_row['val_mae']):.4f}, test MAE "
-                                 f"{outcome.test_metrics['mae']:.4f} (LOCF {outcome.baselines['LOCF']['mae']:.4f})."
-                                 " Input: an array [records, steps, features] with NaN for missing values; output: "
-                                 "the imputed array."),
-                    tags={"gapray.sweep": name, "gapray.trial_id": best_trial_id, "dataset": settings.dataset,
+                    description=champion_description(settings, name, str(best_row["run_name"]),
+                                                     float(best_row["val_mae"]), outcome.test_metrics["mae"],
+                                                     outcome.baselines["LOCF"]["mae"]),
+                    tags={"gapray.sweep": name, "gapray.trial_id": best_trial_id, "dataset": data_label(settings),
                           "gapray.parent_run_id": parent_run_id},
                     params=best_config, metrics=scores, input_example=champion_input_example(split))
     set_tags(client, parent_run_id, {"gapray.best_trial_id": best_trial_id, "gapray.best_child_run_id": best_run_id})
