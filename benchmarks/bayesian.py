@@ -16,10 +16,12 @@ the budget; the best-validation weights are kept, as ``fit`` does):
 - ``deari``: deterministic DEARI; its uncertainty is the **constant-width split-conformal band**
   (std = 1 everywhere, calibrated on validation);
 - ``bayes_deari``: Bayesian DEARI, its deterministic twin (same config, ``bayesian=True``), the
-  paper's schedule (``--unfreeze-every`` 100, ``--n-samples`` 10). Scored with three predictive
+  paper's schedule (``--unfreeze-every`` 100, ``--n-samples`` 10). Scored with four predictive
   stds from the same Monte Carlo passes: ``weights`` (the weight spread alone, as the reference
-  port), ``masking`` (+ the spread of the randomly masked passes) and ``laplace`` (the default:
-  the weight spread and the learned Laplace scale, ``gapray.imputation.aleatoric``);
+  port), ``masking`` (+ the spread of the randomly masked passes), ``laplace_no_level`` (the
+  weight spread and the learned Laplace scale from variable, gap and masking spread,
+  ``gapray.imputation.aleatoric``) and ``laplace`` (the default: the scale also depends on the
+  imputed value, ``aleatoric_level=True``);
 - ``ensemble``: a deep ensemble of ``--ensemble`` BRITS-GRU (seeds 0..E-1): mean and spread of
   the members.
 
@@ -58,12 +60,23 @@ from gapray.data.loaders import load_dataset
 from gapray.data.splits import Split, imputation_split
 from gapray.imputation import BRITS, DEARI, BRITSConfig, DEARIConfig
 from gapray.imputation.bayesian import posterior_spread_summary
-from gapray.imputation.predictive import add_predictive_std
-from gapray.imputation.uncertainty import gap_groups, informativeness_scores, spearman_std_error
+from gapray.imputation.plotting import band_example, plot_imputation_band
+from gapray.imputation.predictive import (
+    FittedUncertainty,
+    add_predictive_std,
+    fit_scale_model,
+    scale_training_records,
+)
+from gapray.imputation.uncertainty import (
+    ConformalCalibration,
+    gap_groups,
+    informativeness_scores,
+    spearman_std_error,
+)
 from gapray.metrics import masked_mae
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STD_VARIANTS = ("weights", "masking", "laplace")
+STD_VARIANTS = ("weights", "masking", "laplace_no_level", "laplace")
 """Predictive stds of Bayesian DEARI scored from the same passes (see the module docstring)."""
 GAP_LABELS = {1: "1", 2: "2-3", 3: "4-7", 4: "8-15", 5: ">=16"}
 
@@ -76,7 +89,8 @@ def deari_config(args: argparse.Namespace, batch_size: int, **changes: Any) -> D
 
 def bayesian_changes(args: argparse.Namespace) -> dict[str, Any]:
     return {"bayesian": True, "unfreeze_every": args.unfreeze_every, "n_samples": args.n_samples,
-            "masking_samples": args.masking_samples, "posterior_lr_scale": args.posterior_lr_scale,
+            "masking_samples": args.masking_samples, "masking_rate": args.masking_rate,
+            "posterior_lr_scale": args.posterior_lr_scale,
             "rho_init": args.rho_init}
 
 
@@ -139,12 +153,19 @@ def std_over_training(model: DEARI, split: Split, n_samples: int) -> Any:
 
 def run_bayesian(split: Split, args: argparse.Namespace, batch_size: int) -> tuple[list[dict[str, Any]],
                                                                                       list[dict[str, float]]]:
-    model = DEARI(deari_config(args, batch_size, **bayesian_changes(args)))
+    # fit() with aleatoric="masking" skips the Laplace fit; the scales are fitted below from one set of
+    # passes over the training records, with and without the level, exactly as fit_uncertainty does
+    model = DEARI(deari_config(args, batch_size, **bayesian_changes(args), aleatoric="masking"))
     records, callback = std_over_training(model, split, args.n_samples)
     start = time.perf_counter()
     history = model.fit(split.train, split.val, epoch_callback=callback, show_progress=False)
     seconds = time.perf_counter() - start
-    assert model.uncertainty is not None
+    records_for_scale = scale_training_records(split.train, model.config.masking_rate, model.config.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(model.config.seed)
+        train_moments, _ = model._moments(records_for_scale, args.n_samples)
+    scales = {"laplace": fit_scale_model(train_moments, records_for_scale, level=True),
+              "laplace_no_level": fit_scale_model(train_moments, records_for_scale, level=False)}
     moments = {}
     for name, part in (("val", split.val), ("test", split.test)):
         with torch.random.fork_rng(devices=[]):
@@ -155,11 +176,11 @@ def run_bayesian(split: Split, args: argparse.Namespace, batch_size: int) -> tup
               "train_seconds": seconds, "frozen_mae": masked_mae(frozen, target_of(split.test),
                                                                   split.test.indicating_mask)}
     rows = []
-    kinds = {"weights": "none", "masking": "masking", "laplace": "laplace"}
+    kinds = {"weights": "none", "masking": "masking", "laplace": "laplace", "laplace_no_level": "laplace"}
     removed, buckets = split.test.indicating_mask > 0, gap_groups(split.test.mask)
     for variant in STD_VARIANTS:
         std = {name: add_predictive_std(moments[name], part.mask, kinds[variant],  # type: ignore[arg-type]
-                                        model.uncertainty.scale_model)["std"]
+                                        scales.get(variant))["std"]
                for name, part in (("val", split.val), ("test", split.test))}
         row = {**common, "std": variant,
                **score(moments["val"]["imputation"], std["val"], moments["test"]["imputation"], std["test"], split,
@@ -168,10 +189,34 @@ def run_bayesian(split: Split, args: argparse.Namespace, batch_size: int) -> tup
                                   for g in GAP_LABELS if (removed & (buckets == g)).any()}
         rows.append(row)
         print(json.dumps(_brief(row)), flush=True)
-    scale = model.uncertainty.scale_model
-    if scale is not None:
-        rows[-1]["laplace_alpha"] = float(scale.coefficients[-1])
+    for row in rows:
+        if row["std"] in scales:
+            row["laplace_alpha"] = scales[row["std"]].alpha
+    # the model as fit() leaves it by default: Laplace scale with the level, calibration per gap bucket
+    default_std = add_predictive_std(moments["val"], split.val.mask, "laplace", scales["laplace"])["std"]
+    calibration = ConformalCalibration.fit(moments["val"]["imputation"], default_std, target_of(split.val),
+                                           split.val.indicating_mask, gap_groups(split.val.mask))
+    model.config = model.config.replace(aleatoric="laplace")
+    model.uncertainty = FittedUncertainty(scales["laplace"], calibration, "gap")
+    figure_3c(model, split, args)
     return rows, records
+
+
+def figure_3c(model: DEARI, split: Split, args: argparse.Namespace) -> None:
+    """DEARI Fig. 3c from ``predict``'s default (calibrated) 90 % interval: the test record and
+    variable with the longest gap that holds removed ground truth, in original units."""
+    test = split.test
+    best, feature = band_example(test)
+    record = test.subset([best])
+    torch.manual_seed(args.seed)
+    prediction = model.predict(record, level=args.level)
+    inverse = split.standardizer.inverse
+    shown = record.replace(X=inverse(record.X), X_ori=inverse(record.X_ori))
+    path = RESULTS / f"bayesian_{args.tag or 'run'}_{test.name}_fig3c.png"
+    plot_imputation_band(shown, {k: inverse(prediction[k]) for k in ("imputation", "lower", "upper")}, 0,
+                         feature, path, title=f"{test.name} test record {best}: calibrated 90 % "
+                         "interval of Bayesian DEARI", label="90 % interval (calibrated)")
+    print(f"  Fig. 3c: {path.name}", flush=True)
 
 
 def run_ensemble(split: Split, args: argparse.Namespace, batch_size: int) -> dict[str, Any]:
@@ -254,11 +299,15 @@ def markdown(results: dict[str, Any]) -> str:
     settings = results["settings"]
     lines = [f"# Bayesian DEARI: informative uncertainty ({', '.join(results['datasets'])}; deari protocol, "
              f"{settings['rate']:.0%}, fold {settings['fold']})", "",
-             f"Command: `{results['command']}`", "", f"Settings: `{json.dumps(settings)}`", "",
+             f"Command: `{results['command']}`" + (f" (other models' rows: `{results['merged_from']}`)"
+                                                   if results.get("merged_from") else ""),
+             "", f"Settings: `{json.dumps(settings)}`", "",
              f"Machine: {json.dumps(results['machine'])} (shared 2-core machine under load: timings are indicative)",
              ""]
+    order = {"deari": 0, "bayes_deari": 1}
     for dataset, entry in results["datasets"].items():
-        rows = entry["rows"]
+        rows = sorted(entry["rows"], key=lambda r: (order.get(r["model"], 2), STD_VARIANTS.index(r["std"])
+                                                    if r["std"] in STD_VARIANTS else 0))
         lines += [f"## {dataset} ({' x '.join(map(str, entry['shape']))}), {settings['epochs']} epochs each", "",
                   "| model | std | MAE | Spearman(std, abs err) | raw PICP | raw width | cal. PICP | cal. width | "
                   "cal. CRPS | gap-cal. PICP | gap-cal. width | gap-cal. CRPS | worst gap bucket (cal. / gap-cal.) | "
@@ -346,6 +395,7 @@ def main() -> None:
     parser.add_argument("--unfreeze-every", type=int, default=100, help="paper: 100")
     parser.add_argument("--n-samples", type=int, default=10, help="weight samples (paper: 10)")
     parser.add_argument("--masking-samples", type=int, default=10, help="aleatoric masked passes")
+    parser.add_argument("--masking-rate", type=float, default=0.1, help="inputs removed per masked pass")
     parser.add_argument("--posterior-lr-scale", type=float, default=None, help="None: unfreeze_every")
     parser.add_argument("--rho-init", type=float, default=-6.0, help="reference: -6")
     parser.add_argument("--ensemble", type=int, default=5, help="BRITS-GRU members (0: none)")
@@ -353,6 +403,8 @@ def main() -> None:
                         choices=["deari", "bayes_deari", "ensemble"])
     parser.add_argument("--level", type=float, default=0.9)
     parser.add_argument("--tag", default="")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of models not in --models from an earlier run with this tag")
     parser.add_argument("--cost", type=int, default=0, metavar="REPEATS", help="only measure Monte Carlo cost")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -360,7 +412,7 @@ def main() -> None:
     suffix = f"_{args.tag}" if args.tag else ""
     results: dict[str, Any] = {
         "command": "python benchmarks/bayesian.py " + " ".join(sys.argv[1:]),
-        "settings": {k: v for k, v in vars(args).items() if k != "cost"},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("cost", "merge")},
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
                     "threads": torch.get_num_threads()},
         "datasets": {},
@@ -376,9 +428,21 @@ def main() -> None:
         if args.cost:
             results["datasets"][dataset] = {"cost": cost_rows(split, args, args.cost)}
             continue
-        entry: dict[str, Any] = {"shape": list(data.X.shape), "rows": []}
-        results["datasets"][dataset] = entry
         out_json = RESULTS / f"bayesian{suffix}.json"
+        entry: dict[str, Any] = {"shape": list(data.X.shape), "rows": []}
+        if args.merge and out_json.exists():  # keep the other models' rows of an earlier run of this tag
+            earlier = json.loads(out_json.read_text())
+            results["datasets"] = {k: v for k, v in earlier["datasets"].items() if k != dataset}
+            kept = earlier["datasets"].get(dataset, {})
+            rerun = {"deari": "deari", "bayes_deari": "bayes_deari", "ensemble": "ensemble_"}
+            entry["rows"] = [r for r in kept.get("rows", [])
+                             if not any(r["model"].startswith(rerun[m]) for m in args.models)]
+            if "bayes_deari" not in args.models and "std_over_training" in kept:
+                entry["std_over_training"], entry["plot"] = kept["std_over_training"], kept["plot"]
+            # an earlier merge run of the same models kept its other rows from its own source
+            rerun_only = set(earlier["settings"]["models"]) <= set(args.models)
+            results["merged_from"] = (earlier.get("merged_from") if rerun_only else None) or earlier["command"]
+        results["datasets"][dataset] = entry
         if "deari" in args.models:
             print(f"[{dataset}] deterministic DEARI ...", flush=True)
             entry["rows"].append(run_deterministic(split, args, batch_size))
