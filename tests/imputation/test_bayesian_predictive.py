@@ -123,7 +123,7 @@ def test_rho_init_and_the_posterior_learning_rate_reach_the_model() -> None:
         assert [g["lr"] for g in groups] == [1e-3, 1e-3 * (2 if scale is None else 1)]
         assert groups[1]["weight_decay"] == 0.0 and len(groups[1]["params"]) == len(rho)
         model.fit(train, val)  # 2 steps: step 1 samples
-        after = dict(model.core.named_parameters())
+        after = {n: p.detach() for n, p in model.core.named_parameters()}
         moves[scale] = max(float((after[n] - r).abs().max()) for n, r in rho.items())
     assert moves[None] == pytest.approx(2e-3, rel=0.02) and moves[1.0] == pytest.approx(1e-3, rel=0.02)
 
