@@ -45,10 +45,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -60,16 +62,19 @@ from gapray.data.loaders import load_dataset
 from gapray.data.splits import Split, imputation_split
 from gapray.imputation import BRITS, DEARI, BRITSConfig, DEARIConfig
 from gapray.imputation.bayesian import posterior_spread_summary
+from gapray.imputation.checkpoint import resume_or_start, run_dir
 from gapray.imputation.plotting import band_example, plot_imputation_band
 from gapray.imputation.predictive import (
     FittedUncertainty,
     add_predictive_std,
+    entry_features,
     fit_scale_model,
     scale_training_records,
 )
 from gapray.imputation.uncertainty import (
     ConformalCalibration,
     gap_groups,
+    gaussian_crps,
     informativeness_scores,
     spearman_std_error,
 )
@@ -98,6 +103,26 @@ def target_of(dataset: Any) -> np.ndarray:
     return np.nan_to_num(dataset.X_ori)
 
 
+def checkpoint_of(args: argparse.Namespace, split: Split, name: str) -> Path | None:
+    """With ``--resume``: ``$GAPRAY_CACHE_DIR/runs/bayesian/<tag>/<dataset>/<name>/checkpoint.pt``
+    (saved every epoch, so a cut-off run continues where it stopped); else ``None``."""
+    if not args.resume:
+        return None
+    return run_dir("bayesian", f"{args.tag or 'run'}/{split.train.name}/{name}") / "checkpoint.pt"
+
+
+def train(model: Any, split: Split, checkpoint: Path | None, callback: Any = None) -> tuple[Any, int, float]:
+    """``(model, epochs, training seconds)`` of ``model`` trained on ``split`` (continued from
+    ``checkpoint`` when one exists); epochs and seconds count the whole run, resumed or not."""
+    if checkpoint is not None and not model.state.history:  # (a model resumed by the caller keeps going)
+        model, resumed = resume_or_start(model, checkpoint)
+        if resumed:
+            print(f"  resuming {checkpoint} at epoch {len(model.state.history)}", flush=True)
+    model.fit(split.train, split.val, epoch_callback=callback, checkpoint_path=checkpoint, show_progress=False)
+    history = model.state.history
+    return model, len(history), float(sum(h["epoch_seconds"] for h in history))
+
+
 def score(val_mean: np.ndarray, val_std: np.ndarray, test_mean: np.ndarray, test_std: np.ndarray, split: Split,
           level: float) -> dict[str, Any]:
     """MAE and :func:`informativeness_scores` of one (mean, std) pair on validation and test."""
@@ -108,14 +133,11 @@ def score(val_mean: np.ndarray, val_std: np.ndarray, test_mean: np.ndarray, test
 
 
 def run_deterministic(split: Split, args: argparse.Namespace, batch_size: int) -> dict[str, Any]:
-    model = DEARI(deari_config(args, batch_size))
-    start = time.perf_counter()
-    history = model.fit(split.train, split.val, show_progress=False)
-    seconds = time.perf_counter() - start
+    model, epochs, seconds = train(DEARI(deari_config(args, batch_size)), split, checkpoint_of(args, split, "deari"))
     val_mean = model.predict(split.val)["imputation"]
     test_mean = model.predict(split.test)["imputation"]
     constant = score(val_mean, 1.0 - split.val.mask, test_mean, 1.0 - split.test.mask, split, args.level)
-    return {"model": "deari", "std": "constant", "epochs": len(history), "best_epoch": model.state.best_epoch,
+    return {"model": "deari", "std": "constant", "epochs": epochs, "best_epoch": model.state.best_epoch,
             "train_seconds": seconds, **constant}
 
 
@@ -123,11 +145,15 @@ STD_RECORDS = 64
 """Validation records on which the epistemic std is followed over training (CPU budget)."""
 
 
-def std_over_training(model: DEARI, split: Split, n_samples: int) -> Any:
+def std_over_training(model: DEARI, split: Split, n_samples: int, path: Path | None = None) -> Any:
     """Epoch callback recording the posterior std ``softplus(rho)`` and, on :data:`STD_RECORDS`
     validation records, the weight (epistemic) spread of ``n_samples`` weight samples: its mean on
-    the removed entries and its Spearman correlation with the absolute error."""
+    the removed entries and its Spearman correlation with the absolute error. With ``path`` the
+    records are kept there too (and those of the epochs already trained are read back)."""
     records: list[dict[str, float]] = []
+    if path is not None and path.exists():
+        done = len(model.state.history)
+        records = [r for r in json.loads(path.read_text()) if r["epoch"] <= done]
     val = split.val.subset(np.arange(min(STD_RECORDS, len(split.val))))
     removed = val.indicating_mask > 0
 
@@ -147,6 +173,9 @@ def std_over_training(model: DEARI, split: Split, n_samples: int) -> Any:
                         "val_epistemic_spearman": spearman_std_error(epistemic, moments["imputation"],
                                                                      target_of(val), removed)})
         print(json.dumps(records[-1]), flush=True)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(records))
 
     return records, callback
 
@@ -155,11 +184,13 @@ def run_bayesian(split: Split, args: argparse.Namespace, batch_size: int) -> tup
                                                                                       list[dict[str, float]]]:
     # fit() with aleatoric="masking" skips the Laplace fit; the scales are fitted below from one set of
     # passes over the training records, with and without the level, exactly as fit_uncertainty does
+    checkpoint = checkpoint_of(args, split, "bayes_deari")
     model = DEARI(deari_config(args, batch_size, **bayesian_changes(args), aleatoric="masking"))
-    records, callback = std_over_training(model, split, args.n_samples)
-    start = time.perf_counter()
-    history = model.fit(split.train, split.val, epoch_callback=callback, show_progress=False)
-    seconds = time.perf_counter() - start
+    if checkpoint is not None:
+        model, _ = resume_or_start(model, checkpoint)
+    records_path = None if checkpoint is None else checkpoint.with_name("std_over_training.json")
+    records, callback = std_over_training(model, split, args.n_samples, records_path)
+    model, epochs, seconds = train(model, split, checkpoint, callback)
     records_for_scale = scale_training_records(split.train, model.config.masking_rate, model.config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(model.config.seed)
@@ -172,7 +203,7 @@ def run_bayesian(split: Split, args: argparse.Namespace, batch_size: int) -> tup
             torch.manual_seed(args.seed + 7)
             moments[name], _ = model._moments(part, args.n_samples)
     frozen = model.predict(split.test, n_samples=0)["imputation"]
-    common = {"model": "bayes_deari", "epochs": len(history), "best_epoch": model.state.best_epoch,
+    common = {"model": "bayes_deari", "epochs": epochs, "best_epoch": model.state.best_epoch,
               "train_seconds": seconds, "frozen_mae": masked_mae(frozen, target_of(split.test),
                                                                   split.test.indicating_mask)}
     rows = []
@@ -224,9 +255,8 @@ def run_ensemble(split: Split, args: argparse.Namespace, batch_size: int) -> dic
     for seed in range(args.ensemble):
         model = BRITS(BRITSConfig(hidden_size=args.hidden, cell="gru", batch_size=batch_size, epochs=args.epochs,
                                   patience=args.epochs + 1, seed=seed, device="cpu"))
-        start = time.perf_counter()
-        model.fit(split.train, split.val, show_progress=False)
-        seconds += time.perf_counter() - start
+        model, _, member_seconds = train(model, split, checkpoint_of(args, split, f"ensemble/member{seed}"))
+        seconds += member_seconds
         val_members.append(model.predict(split.val)["imputation"])
         test_members.append(model.predict(split.test)["imputation"])
         print(f"  ensemble member {seed}: test MAE "
@@ -237,6 +267,45 @@ def run_ensemble(split: Split, args: argparse.Namespace, batch_size: int) -> dic
     member_maes = [masked_mae(m, target_of(split.test), split.test.indicating_mask) for m in test_members]
     return {"model": f"ensemble_{args.ensemble}_brits_gru", "std": "members", "epochs": args.epochs,
             "train_seconds": seconds, "member_mae_mean": float(np.mean(member_maes)), **row}
+
+
+BOUND_MULTIPLIERS = np.linspace(0.5, 1.5, 41)
+"""Common multipliers of the group RMS error tried by :func:`crps_bound` (the best one is kept)."""
+
+
+def crps_bound(split: Split, args: argparse.Namespace, batch_size: int) -> list[dict[str, Any]]:
+    """How far below the constant band's CRPS *any* std built from a few entry features can go.
+
+    The trained Bayesian DEARI (its ``--resume`` checkpoint; posterior means, one pass) imputes the
+    test set; the removed entries are grouped (nothing, variable, gap bucket, variable x gap,
+    variable x gap x tercile of the imputed |x|) and each entry's std is its group's RMS error on
+    the **test set itself** times the common multiplier with the lowest CRPS: an in-sample oracle,
+    optimistic for every grouping, so its CRPS ratio to the ungrouped (constant) std bounds what a
+    calibrated std from those features can gain over the constant band."""
+    checkpoint = checkpoint_of(args, split, "bayes_deari")
+    if checkpoint is None or not checkpoint.exists():
+        raise SystemExit(f"--bound needs the Bayesian DEARI checkpoint of a --resume run of this tag ({checkpoint})")
+    model = DEARI(deari_config(args, batch_size, **bayesian_changes(args), aleatoric="masking"))
+    model, _, _ = train(model, split, checkpoint)  # finished: no epoch left, the best weights come back
+    test = split.test
+    mean = model.predict(test, n_samples=0)["imputation"]
+    target, removed = target_of(test), test.indicating_mask > 0
+    error = (mean - target)[removed]
+    features, gaps = (a[removed] for a in entry_features(test.mask))
+    level = np.abs(mean[removed])
+    tercile = np.searchsorted(np.quantile(level, [1 / 3, 2 / 3]), level)
+    groupings = {"constant": np.zeros_like(features), "variable": features, "gap bucket": gaps,
+                 "variable x gap": features * 10 + gaps, "variable x gap x level tercile": (features * 10 + gaps) * 3
+                 + tercile}
+    rows, constant = [], None
+    for name, group in groupings.items():
+        _, inverse = np.unique(group, return_inverse=True)
+        rms = np.sqrt(np.bincount(inverse, error**2) / np.bincount(inverse))[inverse]
+        crps = min(gaussian_crps(np.zeros_like(error), k * rms, error, np.ones_like(error)) for k in BOUND_MULTIPLIERS)
+        constant = crps if constant is None else constant
+        rows.append({"grouping": name, "groups": int(inverse.max() + 1), "crps": crps, "ratio": crps / constant})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def _brief(row: dict[str, Any]) -> dict[str, Any]:
@@ -295,13 +364,25 @@ def plot_std_over_training(records: list[dict[str, float]], path: Path, title: s
     figure.savefig(path, format="png")
 
 
+def commands_lines(results: dict[str, Any]) -> list[str]:
+    """The command of every model's rows (several with ``--merge``)."""
+    by_command: dict[str, list[str]] = {}
+    for entry in results["datasets"].values():
+        for row in entry.get("rows", []):
+            models = by_command.setdefault(row.get("command", results["command"]), [])
+            if row["model"] not in models:
+                models.append(row["model"])
+    if len(by_command) <= 1:
+        return [f"Command: `{next(iter(by_command), results['command'])}`"]
+    return ["Commands:", ""] + [f"- {', '.join(models)}: `{command}`" for command, models in by_command.items()]
+
+
 def markdown(results: dict[str, Any]) -> str:
     settings = results["settings"]
     lines = [f"# Bayesian DEARI: informative uncertainty ({', '.join(results['datasets'])}; deari protocol, "
              f"{settings['rate']:.0%}, fold {settings['fold']})", "",
-             f"Command: `{results['command']}`" + (f" (other models' rows: `{results['merged_from']}`)"
-                                                   if results.get("merged_from") else ""),
-             "", f"Settings: `{json.dumps(settings)}`", "",
+             *commands_lines(results), "",
+             f"Settings: `{json.dumps({k: v for k, v in settings.items() if k != 'models'})}`", "",
              f"Machine: {json.dumps(results['machine'])} (shared 2-core machine under load: timings are indicative)",
              ""]
     order = {"deari": 0, "bayes_deari": 1}
@@ -327,7 +408,9 @@ def markdown(results: dict[str, Any]) -> str:
         for r in rows:
             cells = []
             for g in GAP_LABELS:
-                c, m = r["calibrated"]["by_gap"].get(g), r["gap_calibrated"]["by_gap"].get(g)
+                # (JSON turns the bucket keys into strings)
+                c, m = (r[kind]["by_gap"].get(g, r[kind]["by_gap"].get(str(g))) for kind in ("calibrated",
+                                                                                            "gap_calibrated"))
                 cells.append("-" if c is None else f"{c['coverage']:.3f}/{c['width']:.2f} \\| {m['coverage']:.3f}/"
                              f"{m['width']:.2f} ({c['share']:.1%})")
             lines.append(f"| {r['model']} | {r['std']} | " + " | ".join(cells) + " |")
@@ -345,6 +428,14 @@ def markdown(results: dict[str, Any]) -> str:
             lines += ["", "Targets (default Bayesian std `laplace`):", ""]
             lines += [f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: **{'met' if v else 'missed'}**"
                       for k, v in entry["verdict"].items()]
+        if entry.get("bound"):
+            lines += ["", "CRPS bound (`--bound`): std = the group's RMS error on the test set itself (an optimistic "
+                      "in-sample oracle, best common multiplier), Bayesian DEARI's posterior-mean imputation:", "",
+                      "| grouping of the removed entries | groups | CRPS | ratio to constant |", "|---|---|---|---|"]
+            lines += [f"| {b['grouping']} | {b['groups']} | {b['crps']:.4f} | {b['ratio']:.3f} |"
+                      for b in entry["bound"]]
+        if entry.get("notes"):
+            lines += ["", *entry["notes"]]
         if entry.get("std_over_training"):
             first, last = entry["std_over_training"][0], entry["std_over_training"][-1]
             lines += ["", f"Std over training (`{entry['plot']}`): posterior std mean "
@@ -381,6 +472,47 @@ def cost_rows(split: Split, args: argparse.Namespace, repeats: int) -> list[dict
     return rows
 
 
+BUDGET_KEYS = ("rate", "fold", "seed", "hidden", "layers", "attention_layers", "epochs", "train_limit")
+"""Settings two runs must share for their rows to sit in one table (``--merge``)."""
+ROW_PREFIX = {"deari": "deari", "bayes_deari": "bayes_deari", "ensemble": "ensemble_"}
+
+
+def write_results(path: Path, results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Write ``results`` to ``path`` (JSON) and its markdown, under a lock; returns what was written.
+
+    Every row carries its command and budget (:data:`BUDGET_KEYS`). With ``--merge`` the file's rows
+    of the models this process does not run are kept when their budget is this run's: from an
+    earlier run of the tag, or from processes of the same tag running the other models in
+    parallel (each writes after every model)."""
+    budget = {k: getattr(args, k) for k in BUDGET_KEYS}
+    for entry in results["datasets"].values():
+        for row in entry.get("rows", []):
+            row.setdefault("command", results["command"])
+            row.setdefault("budget", budget)
+    with open(Path(tempfile.gettempdir()) / f"gapray_{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = json.loads(json.dumps(results))
+        if args.merge and path.exists():
+            earlier = json.loads(path.read_text())
+            for name, kept in earlier["datasets"].items():
+                fresh = {k: v for k, v in kept.items() if k != "rows"} | {"rows": []}
+                entry = merged["datasets"].setdefault(name, fresh)
+                kept_budget = {k: earlier["settings"].get(k) for k in BUDGET_KEYS}
+                others = [r | {"command": r.get("command", earlier.get("merged_from") or earlier["command"]),
+                               "budget": r.get("budget", kept_budget)} for r in kept.get("rows", [])
+                          if not any(r["model"].startswith(ROW_PREFIX[m]) for m in args.models)]
+                entry["rows"] = [r for r in others if r["budget"] == budget] + entry["rows"]
+                for key, value in kept.items():  # std over training, bound, notes of the other processes
+                    if key not in ("rows", "verdict"):
+                        entry.setdefault(key, value)
+        for entry in merged["datasets"].values():
+            if "rows" in entry:
+                entry["verdict"] = verdict(entry["rows"], args.level)
+        path.write_text(json.dumps(merged, indent=1))
+        path.with_suffix(".md").write_text(markdown(merged))
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["beijing-air", "physionet2012"])
@@ -404,7 +536,13 @@ def main() -> None:
     parser.add_argument("--level", type=float, default=0.9)
     parser.add_argument("--tag", default="")
     parser.add_argument("--merge", action="store_true",
-                        help="keep the rows of models not in --models from an earlier run with this tag")
+                        help="keep the rows of models not in --models (same budget) from the tag's file: an earlier "
+                             "run, or processes running the other models in parallel")
+    parser.add_argument("--resume", action="store_true",
+                        help="checkpoint every model each epoch under $GAPRAY_CACHE_DIR/runs/bayesian/<tag>/ and "
+                             "continue from there")
+    parser.add_argument("--bound", action="store_true",
+                        help="only the CRPS bound from the Bayesian DEARI checkpoint of a --resume run (with --resume)")
     parser.add_argument("--cost", type=int, default=0, metavar="REPEATS", help="only measure Monte Carlo cost")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -412,7 +550,7 @@ def main() -> None:
     suffix = f"_{args.tag}" if args.tag else ""
     results: dict[str, Any] = {
         "command": "python benchmarks/bayesian.py " + " ".join(sys.argv[1:]),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("cost", "merge")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("cost", "merge", "resume", "bound")},
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
                     "threads": torch.get_num_threads()},
         "datasets": {},
@@ -428,26 +566,20 @@ def main() -> None:
         if args.cost:
             results["datasets"][dataset] = {"cost": cost_rows(split, args, args.cost)}
             continue
+        if args.bound:  # added to the tag's results (the rows are kept)
+            args.models, args.merge = [], True
+            results["datasets"][dataset] = {"shape": list(data.X.shape), "rows": [],
+                                            "bound": crps_bound(split, args, batch_size)}
+            merged = write_results(RESULTS / f"bayesian{suffix}.json", results, args)
+            continue
         out_json = RESULTS / f"bayesian{suffix}.json"
         entry: dict[str, Any] = {"shape": list(data.X.shape), "rows": []}
-        if args.merge and out_json.exists():  # keep the other models' rows of an earlier run of this tag
-            earlier = json.loads(out_json.read_text())
-            results["datasets"] = {k: v for k, v in earlier["datasets"].items() if k != dataset}
-            kept = earlier["datasets"].get(dataset, {})
-            rerun = {"deari": "deari", "bayes_deari": "bayes_deari", "ensemble": "ensemble_"}
-            entry["rows"] = [r for r in kept.get("rows", [])
-                             if not any(r["model"].startswith(rerun[m]) for m in args.models)]
-            if "bayes_deari" not in args.models and "std_over_training" in kept:
-                entry["std_over_training"], entry["plot"] = kept["std_over_training"], kept["plot"]
-            # an earlier merge run of the same models kept its other rows from its own source
-            rerun_only = set(earlier["settings"]["models"]) <= set(args.models)
-            results["merged_from"] = (earlier.get("merged_from") if rerun_only else None) or earlier["command"]
         results["datasets"][dataset] = entry
         if "deari" in args.models:
             print(f"[{dataset}] deterministic DEARI ...", flush=True)
             entry["rows"].append(run_deterministic(split, args, batch_size))
             print(json.dumps(_brief(entry["rows"][-1])), flush=True)
-            out_json.write_text(json.dumps(results, indent=1))
+            write_results(out_json, results, args)
         if "bayes_deari" in args.models:
             print(f"[{dataset}] Bayesian DEARI ...", flush=True)
             rows, records = run_bayesian(split, args, batch_size)
@@ -456,19 +588,17 @@ def main() -> None:
             plot = RESULTS / f"bayesian{suffix}_{dataset}_std_over_training.png"
             plot_std_over_training(records, plot, f"Bayesian DEARI on {dataset}: std over training")
             entry["plot"] = plot.name
-            out_json.write_text(json.dumps(results, indent=1))
+            write_results(out_json, results, args)
         if "ensemble" in args.models and args.ensemble >= 2:
             print(f"[{dataset}] ensemble of {args.ensemble} BRITS-GRU ...", flush=True)
             entry["rows"].append(run_ensemble(split, args, batch_size))
             print(json.dumps(_brief(entry["rows"][-1])), flush=True)
-        entry["verdict"] = verdict(entry["rows"], args.level)
-        out_json.write_text(json.dumps(results, indent=1))
-        (RESULTS / f"bayesian{suffix}.md").write_text(markdown(results))
+        merged = write_results(out_json, results, args)
     if args.cost:
         (RESULTS / f"bayesian_cost{suffix}.json").write_text(json.dumps(results, indent=1))
         print(json.dumps(results["datasets"], indent=1))
         return
-    print(markdown(results))
+    print(markdown(merged))
 
 
 if __name__ == "__main__":
