@@ -33,11 +33,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check platform envs tests tuning benchmarks
 
 # Mutation testing (mutmut 3) of the equation and wiring modules against their fast tests; writes
-# benchmarks/results/mutation.md. About an hour on 2 shared cores: not part of `make test`.
-# MUTATE_ARGS="--modules baselines dml" picks modules.
+# benchmarks/results/mutation.md. Hours on 2 shared cores (resumes from build/mutation): not part of
+# `make test`. MUTATE_ARGS="--modules baselines dml" picks modules, "--retest-survivors" reruns survivors.
 mutate: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[dev]"
-	OMP_NUM_THREADS=1 nice -n 10 $(PY) benchmarks/mutation.py $(MUTATE_ARGS)
+	OMP_NUM_THREADS=1 nice -n 15 $(PY) benchmarks/mutation.py $(MUTATE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

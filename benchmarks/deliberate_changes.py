@@ -12,15 +12,18 @@ The scratch copy goes first on ``PYTHONPATH``; the editable install's finder com
 
 Results to expect
 -----------------
-Every change fails at least one test; the failing tests are listed per change, also in
-``benchmarks/results/deliberate_changes.md``.
+Every change fails at least one test (the script exits 1 otherwise); the failing tests are listed
+per change, also in ``benchmarks/results/deliberate_changes.md`` and ``.json`` (written when all
+changes are run).
 """
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = str(Path(__file__).resolve().parents[1])
@@ -44,32 +47,68 @@ TESTS = {
                    "tests/imputation/test_loss_terms.py", "tests/imputation/test_baselines_tables.py"],
     "env": ["tests/envs/test_gil_env_wiring.py"],
 }
-which = sys.argv[1:] or list(CHANGES)
-report = ["# Deliberate changes of issue 17", "", "`benchmarks/deliberate_changes.py`: each change on a scratch copy, "
-          "then the wiring tests.", ""]
-for name in which:
+
+
+def run_change(name: str) -> dict[str, object]:
+    """Apply one change to a scratch copy, run its tests there, and return the outcome."""
     path, old, new = CHANGES[name]
     scratch = f"{tempfile.gettempdir()}/gapray-deliberate/{name}"
     shutil.rmtree(scratch, ignore_errors=True)
     shutil.copytree(f"{REPO}/platform", f"{scratch}/platform", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(f"{REPO}/envs", f"{scratch}/envs", ignore=shutil.ignore_patterns("__pycache__"))
-    text = open(f"{scratch}/{path}").read()
+    text = Path(scratch, path).read_text()
     assert text.count(old) == 1, (name, "original text not found once")
-    open(f"{scratch}/{path}", "w").write(text.replace(old, new))
+    Path(scratch, path).write_text(text.replace(old, new))
     env = dict(os.environ, PYTHONPATH=f"{scratch}/platform:{scratch}/envs", OMP_NUM_THREADS="1")
-    probe = subprocess.run([f"{REPO}/.venv/bin/python", "-c", "import gapray, gapray_envs; print(gapray.__file__, gapray_envs.__file__)"],  # noqa: E501
+    probe = subprocess.run([f"{REPO}/.venv/bin/python", "-c",
+                            "import gapray, gapray_envs; print(gapray.__file__, gapray_envs.__file__)"],
                            env=env, capture_output=True, text=True, cwd=REPO)
     assert probe.stdout.startswith(scratch), probe.stdout + probe.stderr
     tests = TESTS["env" if name.startswith("4") else "imputation"]
     command = ["nice", "-n", "10", f"{REPO}/.venv/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    run = subprocess.run([*command, *tests],
-                         env=env, capture_output=True, text=True, cwd=REPO)
-    failed = re.findall(r"^FAILED (\S+)", run.stdout, re.M)
-    summary = run.stdout.strip().splitlines()[-1]
-    print(f"## {name}: {path}\n   {old!r} -> {new!r}\n   {summary}")
-    for f in failed:
-        print("   FAILED", f)
-    report += [f"## {name}", "", f"`{path}`: `{old}` -> `{new}`", "", summary, ""] + [f"- `{f}`" for f in failed] + [""]
+    started = time.perf_counter()
+    run = subprocess.run([*command, *tests], env=env, capture_output=True, text=True, cwd=REPO)
+    seconds = time.perf_counter() - started
     shutil.rmtree(scratch)
-if sys.argv[1:] == []:
-    Path(REPO, "benchmarks", "results", "deliberate_changes.md").write_text("\n".join(report))
+    failed = re.findall(r"^FAILED (\S+)", run.stdout, re.M)
+    summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else run.stderr.strip()[-500:]
+    return {"name": name, "path": path, "old": old, "new": new, "tests": tests, "summary": summary,
+            "failed": failed, "caught": bool(failed), "wall_s": round(seconds, 1)}
+
+
+def main() -> int:
+    which = sys.argv[1:] or list(CHANGES)
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    load = os.getloadavg()
+    results = []
+    for name in which:
+        result = run_change(name)
+        results.append(result)
+        print(f"## {name}: {result['path']}\n   {result['old']!r} -> {result['new']!r}\n   {result['summary']}")
+        for f in result["failed"]:
+            print("   FAILED", f)
+    caught = sum(bool(r["caught"]) for r in results)
+    print(f"{caught} of {len(results)} changes fail at least one test")
+    report = ["# Deliberate changes of issue 17", "",
+              "`benchmarks/deliberate_changes.py`: each change on a scratch copy of `platform/` and `envs/`, "
+              "then the wiring tests (`nice -n 10`, one thread).",
+              f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on commit `{head.stdout.strip()}` "
+              f"plus the working tree; load average {load[0]:.1f} at the start on 2 shared cores "
+              "(the wall times are under that load).", "",
+              f"**{caught} of {len(results)} changes fail at least one test.**", "",
+              "| change | file | tests failed | result | wall (s) |", "|---|---|---:|---|---:|"]
+    for r in results:
+        report.append(f"| {r['name']} | `{r['path']}` | {len(r['failed'])} | {r['summary']} | {r['wall_s']} |")
+    report.append("")
+    for r in results:
+        report += [f"## {r['name']}", "", f"`{r['path']}`: `{r['old']}` -> `{r['new']}`", "", str(r["summary"]), ""]
+        report += [f"- `{f}`" for f in r["failed"]] + [""]
+    if not sys.argv[1:]:
+        stem = Path(REPO, "benchmarks", "results", "deliberate_changes")
+        stem.with_suffix(".md").write_text("\n".join(report))
+        stem.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    return 0 if caught == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,9 +21,19 @@ How to run this script
     make mutate                                      # all modules, one worker, niced
     python benchmarks/mutation.py --modules baselines dml   # some modules
     python benchmarks/mutation.py --report-only      # rewrite the report from the last run
+    nice -n 15 python benchmarks/mutation.py --retest-survivors --together   # after adding tests
 
-Results are cached in ``build/mutation`` (``--fresh`` starts over); ``cd build/mutation &&
-mutmut show NAME`` prints one mutant's diff.
+Results are cached in ``build/mutation`` (``--fresh`` starts over) and a run resumes from them:
+it hands mutmut the names of the mutants without a verdict (mutmut reruns every mutant matching
+a name it is given, so a module glob would redo the finished ones), and every mutant of a function
+whose source changed since (mutmut resets those; their numbers may shift). The report is rewritten
+after each mutmut run, also when one is stopped; ``build/mutation/runs.json`` logs each run (wall
+time, load). ``--retest-survivors`` also reruns the survivors not reviewed as equivalent (after
+tests were added); ``--together`` runs all selected modules in one mutmut run (one start-up).
+``cd build/mutation && mutmut show NAME`` prints one mutant's diff.
+
+The test selection (``TESTS``, ``DESELECT``, the pytest arguments) is part of mutmut's cache key:
+changing it discards every verdict. Add tests to the selected files instead.
 
 Results to expect
 -----------------
@@ -38,9 +48,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -133,8 +143,6 @@ EQUIVALENT: dict[str, str] = {
     **{f"gapray_envs.gil_env.xǁGILEnvǁ_check_action__mutmut_{i}": "`<` vs `<=` at exactly -1e-6 or 1 + 1e-6: "
        "the bounds come from a float32 tensor, which cannot hold either value, so equality never happens."
        for i in (31, 34)},
-    "gapray_envs.gil_env.xǁGILEnvǁ_check_action__mutmut_39": "`.to(None)` leaves the tensor where it is: the CPU, "
-    "the configured device here.",
     "gapray.imputation.rits.x__time_major__mutmut_16": "Always `t.repeat(1, 1, repeats, 1)`: with repeats = 1 "
     "that is a contiguous copy, like `t.contiguous()`.",
     "gapray.imputation.rits.x__time_major__mutmut_28": "`repeats >= 1`: with one copy `repeat(1, 1, 1, 1)` is a "
@@ -150,19 +158,11 @@ EQUIVALENT: dict[str, str] = {
     **{f"gapray.imputation.dml.xǁMetricLearningLossǁ__init____mutmut_{i}": "CLS token stored as [1, H] instead of "
        "[1, 1, H]: `expand(B, -1, -1)` makes the same [B, 1, H] token." for i in (32, 33)},
     "gapray.imputation.dml.xǁMetricLearningLossǁrepresentation__mutmut_15": "`expand(B, +1, -1)`: +1 is 1.",
-    **{f"gapray.imputation.dml.xǁMetricLearningLossǁ{name}": "The dtype cast back to the input's dtype or the "
-       "`attention_precision` context of the opt-in fast path: on the fp32 path the tests run (fast off, float32 "
-       "in), `None` there changes nothing." for name in ("representation__mutmut_1", "representation__mutmut_20",
-                                                       "representation__mutmut_21", "representation__mutmut_27",
-                                                       "representation__mutmut_31", "__init____mutmut_45",
-                                                       "__init____mutmut_50")},
     "gapray.imputation.rits.x__time_major__mutmut_25": "`repeat(2, 1, repeats, 1)` tiles the time axis twice; "
     "the loop reads the first T steps, which are the original ones.",
     "gapray.imputation.rits.x__repeat_rows__mutmut_14": "`repeats >= 1`: one copy of `t` is `t`'s values.",
     "gapray.imputation.brits.core.xǁBidirectionalLayerǁ__init____mutmut_11": "Drops `n_directions=2`, which is "
     "RITS's default.",
-    "gapray.imputation.brits.core.x_make_metric_learning_head__mutmut_11": "`fast=None` (falsy) for the opt-in "
-    "fast path; the tests run the fp32 path.",
     **{f"gapray.imputation.deari.core.xǁAttentionInitialStateǁ__init____mutmut_{i}": "CLS token stored as [1, H]: "
        "`expand(B, -1, -1)` gives the same [B, 1, H] token." for i in (11, 12)},
     "gapray.imputation.brits.core.xǁBatchǁrecurrence_inputs__mutmut_6": "Swaps when the shared inference path "
@@ -174,47 +174,22 @@ EQUIVALENT: dict[str, str] = {
 """Surviving mutants that cannot change behaviour, with the reason (reviewed by hand)."""
 
 NOT_WORTH_KILLING: dict[str, str] = {
-    **{f"gapray.imputation.dml.xǁMetricLearningLossǁ__init____mutmut_{i}": "A default of `MetricLearningLoss` "
-       "(pooling, margin, attention depth, heads, feed-forward width, fast path) that the models never use: "
-       "`make_metric_learning_head` passes every one of them from the config." for i in (1, 2, 3, 7, 8, 9, 10)},
-    "gapray.imputation.dml.xǁMetricLearningLossǁ__init____mutmut_36": "Two CLS tokens instead of one ([1, 2, H]); "
-    "the reference in the test reads the head's own token, so it follows. Pinning the token's shape would test "
-    "an internal.",
-    **{f"gapray.imputation.deari.core.xǁAttentionInitialStateǁ{name}": "Opt-in fast (bf16) path of the speed work "
-       "(a default or a cast that only acts when it is on); the tests run the fp32 path."
-       for name in ("__init____mutmut_2", "__init____mutmut_24", "__init____mutmut_29",
-                    "forward__mutmut_1", "forward__mutmut_2", "forward__mutmut_14")},
-    "gapray.imputation.deari.core.xǁAttentionInitialStateǁ__init____mutmut_1": "Default feed-forward width "
-    "2048 -> 2049, never used: `DEARICore` always passes `config.attention_feedforward`.",
-    **{f"gapray.imputation.deari.core.xǁDEARICoreǁ__init____mutmut_{i}": "Passes no `fast_attention` (default "
-       "off) or None (falsy): the fp32 path the tests run either way." for i in (17, 23)},
-    **{f"gapray_envs.gil_env.xǁGILEnvǁ_check_action__mutmut_{i}": "Drops or widens the upper clamp: the bounds check "
-       "already refuses anything above 1 + 1e-6, so the unclamped importance is at most 1e-6 too large, a change "
-       "below float32 gradient noise." for i in (41, 43, 45)},
-    **{f"gapray.imputation.brits.core.xǁBatchǁrepeat__mutmut_{i}": "`records=None` on a repeated batch: "
-       "inference then computes the input-only terms once per copy instead of once per record. Same values, "
-       "more work; the sharing is checked by `test_bayesian_models.py`, outside this run's fast test selection."
-       for i in (5, 10)},
-    **{_B + f"xǁ_Baselineǁfit__mutmut_{i}": "Drops `out=np.zeros(...)` from `np.divide(..., where=counts > 0)`: "
-       "a never-observed feature then gets whatever the fresh buffer holds, which here is 0, the right value. "
-       "A test would have to control NumPy's allocator." for i in (36, 40)},
 }
 """Surviving mutants that change behaviour only where killing them would pin an incidental
 choice (an error message's wording, a tolerance), with the reason."""
 
 REAL_NOT_KILLED: dict[str, str] = {
-    f"gapray.imputation.brits.core.x_make_metric_learning_head__mutmut_{i}": "Real, not killed: drops one DML "
-    "config field (pooling, margin, alpha/beta/base, attention depth or heads) on its way to the head, which then "
-    "uses its own default. The config's defaults equal the head's, and the tests build heads from default DML "
-    "fields, so they cannot tell. Needed: a core built from a config with non-default DML fields, compared with a "
-    "head built from the same values." for i in range(12, 20)}
+    **{_B + f"xǁ_Baselineǁfit__mutmut_{i}": "Drops `out=np.zeros(...)` from `np.divide(..., where=counts > 0)`: "
+       "a never-observed feature then gets whatever NumPy's fresh buffer holds instead of 0. The buffer is "
+       "zeroed memory in every run here, so no test sees it; a test that forced garbage into it would have to "
+       "control NumPy's allocator (flaky). Real, left unkilled." for i in (36, 40)},
+    "gapray_envs.gil_env.xǁGILEnvǁ_check_action__mutmut_39": "`.to(None)` leaves the importance on the CPU, "
+    "where `torch.tensor` made it: the same on the CPU, the only device the tests have; with `device='cuda'` "
+    "the update would mix devices and fail. Real, not killable without an accelerator in the test run.",
+}
 """Survivors that do change behaviour and that no test kills yet, with what it would take."""
 
-KILLED_AFTER_RUN: dict[str, str] = {
-    f"gapray.imputation.dml.xǁMetricLearningLossǁ__init____mutmut_{i}": "Drops alpha, beta or base from "
-    "`MultiSimilarityLoss(...)`, so the library default replaces a configured value. "
-    "`test_metric_learning_loss_is_eq_19_to_21_with_the_library_defaults[mean-scales3]` (non-default scales) "
-    "fails on it; that test was added after this run and the mutant was not run again." for i in (57, 58, 59)}
+KILLED_AFTER_RUN: dict[str, str] = {}
 """Survivors that a test added after the run fails on (checked by hand), not yet re-run; they count as survivors."""
 
 
@@ -272,10 +247,11 @@ def stage(stage_dir: Path, modules: list[Module]) -> None:
     (stage_dir / "pyproject.toml").write_text("\n".join(lines) + "\n")
 
 
-def reset_survivors(stage_dir: Path, modules: list[Module]) -> list[str]:
+def reset_survivors(stage_dir: Path, modules: list[Module], fresh_stats: bool = False) -> list[str]:
     """Mark the surviving mutants of ``modules`` that are not reviewed as equivalent or not worth
-    killing unchecked, and drop the test statistics, so that the next run maps functions to the
-    current tests and runs those mutants again."""
+    killing unchecked, so that the next run runs them again. mutmut maps the tests it has not seen
+    to the functions they reach on its own; ``fresh_stats`` drops all test statistics (a full
+    mapping run) for tests that were changed under the same name."""
     names: list[str] = []
     for module in modules:
         meta = stage_dir / "mutants" / (module.staged + ".meta")
@@ -287,8 +263,44 @@ def reset_survivors(stage_dir: Path, modules: list[Module]) -> list[str]:
         data["exit_code_by_key"] = {k: (None if v == 0 and k not in reviewed else v)
                                     for k, v in data["exit_code_by_key"].items()}
         meta.write_text(json.dumps(data))
-    (stage_dir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    if fresh_stats:
+        (stage_dir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     return names
+
+
+def pending_names(stage_dir: Path, module: Module) -> list[str] | None:
+    """The mutants of ``module`` still to run, named as mutmut will name them for the staged source:
+    every mutant of a function whose source changed (or is new) since mutmut's cache was made
+    (mutmut resets those when it regenerates the mutants, and their numbers may shift), and every
+    mutant of an unchanged function that has no verdict yet. ``None`` when the module has no cache
+    (run it whole).
+
+    mutmut reruns every mutant that matches a name given on its command line, verdict or not, so
+    resuming needs the explicit names: a module glob would redo the finished ones."""
+    from mutmut.mutation.file_mutation import mutate_file_contents
+
+    meta = stage_dir / "mutants" / (module.staged + ".meta")
+    if not meta.exists():
+        return None
+    data = json.loads(meta.read_text())
+    cached = data.get("hash_by_function_name", {})
+    with contextlib.chdir(stage_dir):  # mutmut reads its configuration from the working directory
+        mutated = mutate_file_contents(module.staged, Path(module.staged).read_text())
+    changed = {f for f, h in mutated.hash_by_function_name.items() if cached.get(f) != h}
+    names = []
+    for mangled in mutated.mutant_names:
+        name = f"{module.dotted}.{mangled}"
+        if mangled.partition("__mutmut_")[0] in changed or data["exit_code_by_key"].get(name) is None:
+            names.append(name)
+    return names
+
+
+def log_invocation(stage_dir: Path, entry: dict[str, object]) -> None:
+    """Append one mutmut invocation (modules, mutants, wall time, load) to ``runs.json``."""
+    path = stage_dir / "runs.json"
+    runs = json.loads(path.read_text()) if path.exists() else []
+    runs.append(entry)
+    path.write_text(json.dumps(runs, indent=1) + "\n")
 
 
 def mutmut_env() -> dict[str, str]:
@@ -307,19 +319,25 @@ def mutmut(stage_dir: Path, *args: str, capture: bool = False) -> str:
 
 
 def statuses(stage_dir: Path) -> dict[str, str]:
-    """``mutant name -> status`` from ``mutmut results --all true``."""
-    out = mutmut(stage_dir, "results", "--all", "true", capture=True)
+    """``mutant name -> status`` from mutmut's cache (what ``mutmut results --all true`` prints)."""
+    from mutmut.stats import status_by_exit_code
+
     found = {}
-    for line in out.splitlines():
-        match = re.match(r"\s+(\S+): (.+)$", line)
-        if match:
-            found[match.group(1)] = match.group(2).strip()
+    for module in MODULES:
+        meta = stage_dir / "mutants" / (module.staged + ".meta")
+        if meta.exists():
+            for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+                found[name] = status_by_exit_code[code]
     return found
 
 
-def diff_of(stage_dir: Path, name: str) -> str:
-    out = mutmut(stage_dir, "show", name, capture=True)
-    return "\n".join(line for line in out.splitlines()[1:] if line.startswith(("+", "-"))
+def diff_of(stage_dir: Path, name: str, module: Module) -> str:
+    """The changed lines of one mutant (what ``mutmut show NAME`` prints), read in this process."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    with contextlib.chdir(stage_dir):
+        out = get_diff_for_mutant(name, path=module.staged)
+    return "\n".join(line for line in out.splitlines() if line.startswith(("+", "-"))
                      and not line.startswith(("+++", "---")))
 
 
@@ -335,13 +353,16 @@ def report(stage_dir: Path, modules: list[Module], seconds: dict[str, float]) ->
         equivalent = [k for k in survived if k in EQUIVALENT]
         killed = counts.get("killed", 0) + counts.get("timeout", 0)
         considered = len(mine) - len(equivalent) - counts.get("no tests", 0) - counts.get("not checked", 0)
+        meta = stage_dir / "mutants" / (module.staged + ".meta")
+        durations = json.loads(meta.read_text()).get("durations_by_key", {}) if meta.exists() else {}
         rows.append({"module": module.name, "path": module.source, "mutants": len(mine), "killed": killed,
                      "survived": len(survived), "equivalent": len(equivalent),
                      "no_tests": counts.get("no tests", 0), "not_checked": counts.get("not checked", 0),
                      "other": {k: v for k, v in counts.items()
                                if k not in ("killed", "timeout", "survived", "no tests", "not checked")},
                      "score": killed / considered if considered else float("nan"),
-                     "seconds": round(seconds.get(module.name, float("nan")), 1)})
+                     "mutant_seconds": round(sum(float(durations.get(k, 0.0)) for k in mine
+                                                 if mine[k] != "not checked"), 1)})
         for name in survived:
             reason = EQUIVALENT.get(name) or NOT_WORTH_KILLING.get(name) or KILLED_AFTER_RUN.get(name) or \
                 REAL_NOT_KILLED.get(name) or "Not reviewed: see the diff."
@@ -349,12 +370,15 @@ def report(stage_dir: Path, modules: list[Module], seconds: dict[str, float]) ->
                 else "a later test fails on it (not re-run)" if name in KILLED_AFTER_RUN \
                 else "real, not killed" if name in REAL_NOT_KILLED else "unreviewed"
             survivors.append({"module": module.name, "mutant": name, "kind": kind, "reason": reason,
-                              "diff": diff_of(stage_dir, name)})
+                              "diff": diff_of(stage_dir, name, module)})
     total_killed = sum(int(r["killed"]) for r in rows)
     total_considered = sum(int(r["mutants"]) - int(r["equivalent"]) - int(r["no_tests"]) - int(r["not_checked"])
                            for r in rows)
+    runs_file = stage_dir / "runs.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else []
     return {"rows": rows, "survivors": survivors, "killed": total_killed, "considered": total_considered,
-            "score": total_killed / total_considered if total_considered else float("nan")}
+            "score": total_killed / total_considered if total_considered else float("nan"), "runs": runs,
+            "earlier_module_seconds": {k: round(v, 1) for k, v in seconds.items()}}
 
 
 def write_report(result: dict[str, object], path_stem: Path, note: str = "") -> None:
@@ -364,15 +388,28 @@ def write_report(result: dict[str, object], path_stem: Path, note: str = "") -> 
              "`make mutate` (`benchmarks/mutation.py`): each mutant runs the fast tests that reach its "
              "function (`" + "`, `".join(Path(t).name for t in TESTS) + "`). Score = killed / (mutants - "
              "equivalent - no tests - not checked); a timeout counts as killed.", "",
-             "| module | mutants | killed | survived | equivalent | no tests | not checked | score | run (s) |",
+             "| module | mutants | killed | survived | equivalent | no tests | not checked | score | tests (s) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| `{r['path']}` | {r['mutants']} | {r['killed']} | {r['survived']} | {r['equivalent']} | "
-                     f"{r['no_tests']} | {r['not_checked']} | {100 * float(r['score']):.1f} % | {r['seconds']} |")
+                     f"{r['no_tests']} | {r['not_checked']} | {100 * float(r['score']):.1f} % | "
+                     f"{r['mutant_seconds']} |")
     lines += ["", f"**All modules: {result['killed']} of {result['considered']} non-equivalent mutants killed, "
                   f"{100 * float(result['score']):.1f} %.**", ""]
+    lines += ["`tests (s)`: the time mutmut measured running each checked mutant's tests (its last run), "
+              "summed; it leaves out mutmut's start-up per run (statistics, clean run, forced fail) and the "
+              "fork of each mutant.", ""]
     if note:
         lines += [note, ""]
+    runs: list[dict[str, object]] = result.get("runs", [])  # type: ignore[assignment]
+    if runs:
+        lines += ["## mutmut runs (from `build/mutation/runs.json`)", "",
+                  "| started | modules | mutants asked | wall (s) | load at start / end | children |",
+                  "|---|---|---:|---:|---|---:|"]
+        for run in runs:
+            lines.append(f"| {run['started']} | {run['label']} | {run['mutants']} | {run['wall_s']} | "
+                         f"{run['load_start']} / {run['load_end']} | {run['max_children']} |")
+        lines.append("")
     lines += ["## Surviving mutants", ""]
     if not survivors:
         lines.append("None.")
@@ -391,10 +428,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="delete earlier results first")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the last run")
     parser.add_argument("--retest-survivors", action="store_true",
-                        help="run the surviving mutants again (after adding tests), with fresh test statistics")
+                        help="run the unreviewed surviving mutants again (after adding tests)")
+    parser.add_argument("--fresh-stats", action="store_true",
+                        help="with --retest-survivors: map every test to the functions it reaches again")
     parser.add_argument("--output", type=Path, default=RESULTS / "mutation")
     parser.add_argument("--mutants", nargs="+", default=None,
                         help="run only these mutant names or globs (one mutmut run) instead of whole modules")
+    parser.add_argument("--together", action="store_true",
+                        help="one mutmut run for all selected modules (saves its fixed start-up cost per module)")
     parser.add_argument("--note", default="", help="a paragraph for the report (how and when it was run)")
     args = parser.parse_args(argv)
     by_name = {m.name: m for m in MODULES}
@@ -408,17 +449,42 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         args.stage_dir.mkdir(parents=True, exist_ok=True)
         stage(args.stage_dir, MODULES)
-        if args.retest_survivors:  # only the survivors, not the modules' unchecked mutants
-            args.mutants = (args.mutants or []) + reset_survivors(args.stage_dir, modules)
-        if args.mutants:
-            mutmut(args.stage_dir, "run", "--max-children", str(args.max_children), *args.mutants)
-        for module in [] if args.mutants else modules:
-            print(f"== {module.name}: {module.source}", flush=True)
-            started = time.perf_counter()
-            mutmut(args.stage_dir, "run", "--max-children", str(args.max_children), f"{module.dotted}.*")
-            seconds[module.name] = time.perf_counter() - started
-            timings.write_text(json.dumps(seconds))
-    result = report(args.stage_dir, MODULES if args.report_only else modules, seconds)
+        survivors = reset_survivors(args.stage_dir, modules, args.fresh_stats) if args.retest_survivors else []
+        if args.mutants:  # chosen mutants, as one mutmut run
+            batches = [("chosen", list(args.mutants))]
+        else:  # each module's pending mutants (after the survivor reset: those too), or the module whole
+            batches = []
+            for module in modules:
+                names = pending_names(args.stage_dir, module)
+                batches.append((module.name, [f"{module.dotted}.*"] if names is None else names))
+            if args.together:
+                batches = [("+".join(n for n, names in batches if names), [x for _, names in batches for x in names])]
+        if args.retest_survivors and args.mutants:
+            batches[0][1].extend(survivors)
+        try:
+            for label, names in batches:
+                if not names:
+                    print(f"== {label}: nothing pending", flush=True)
+                    continue
+                print(f"== {label}: {len(names)} mutants to run", flush=True)
+                started, load = time.perf_counter(), os.getloadavg()[0]
+                began = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+                try:
+                    mutmut(args.stage_dir, "run", "--max-children", str(args.max_children), *names)
+                finally:
+                    wall = time.perf_counter() - started
+                    seconds[label] = seconds.get(label, 0.0) + wall
+                    timings.write_text(json.dumps(seconds))
+                    log_invocation(args.stage_dir, {"label": label, "mutants": len(names), "started": began,
+                                                    "wall_s": round(wall, 1), "load_start": round(load, 1),
+                                                    "load_end": round(os.getloadavg()[0], 1),
+                                                    "max_children": args.max_children})
+                write_report(report(args.stage_dir, MODULES, seconds), args.output, args.note)
+        except (RuntimeError, KeyboardInterrupt) as error:  # a cut-off run still leaves its numbers
+            print(f"mutmut stopped: {str(error)[:2000]}", file=sys.stderr, flush=True)
+            write_report(report(args.stage_dir, MODULES, seconds), args.output, args.note)
+            raise
+    result = report(args.stage_dir, MODULES, seconds)
     write_report(result, args.output, args.note)
     for r in result["rows"]:  # type: ignore[union-attr]
         print(f"{r['module']:12s} mutants {r['mutants']:4d} killed {r['killed']:4d} survived {r['survived']:3d} "

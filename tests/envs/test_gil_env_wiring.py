@@ -203,3 +203,19 @@ def test_an_importance_of_the_wrong_shape_is_refused_naming_both_shapes() -> Non
     deferred.apply(torch.ones(2, 4))
     with pytest.raises(RuntimeError, match=r"^the importance of this forward pass was already applied$"):
         deferred.apply(torch.ones(2, 4))
+
+
+def test_an_action_just_outside_0_1_within_the_tolerance_is_clamped_into_it() -> None:
+    """Rounding may push an importance a hair past [0, 1]; within 1e-6 it is accepted and clamped, so the
+    importance the step applies is a GIL importance (in [0, 1]), and the action itself is left as it was."""
+    env = GILEnv(MLP)
+    env.reset(seed=0)
+    action = np.full(env.action_space.shape, 0.5, dtype=np.float32)
+    action[0, 0], action[0, 1] = np.float32(1.0 + 5e-7), np.float32(-5e-7)
+    assert action[0, 0] > 1.0 and action[0, 1] < 0.0
+    before = action.copy()
+    importance = env._check_action(action)
+    assert importance[0, 0].item() == 1.0 and importance[0, 1].item() == 0.0
+    rest = torch.cat([importance[0, 2:], importance[1:].flatten()])
+    assert torch.equal(rest, torch.full_like(rest, 0.5))
+    assert np.array_equal(action, before)

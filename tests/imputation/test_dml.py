@@ -84,3 +84,73 @@ def test_dml_term_is_added_for_brits_and_deari() -> None:
         out = core(batch)
         assert set(out.terms) == {"imputation", "dml"}
         assert torch.allclose(out.loss, out.terms["imputation"] + out.terms["dml"])
+
+
+def head_settings(head: MetricLearningLoss) -> dict[str, object]:
+    """What a DML head was built with, read from the modules that use it."""
+    return {"pooling": head.pooling, "fast": head.fast, "margin": head.miner.epsilon, "alpha": head.loss.alpha,
+            "beta": head.loss.beta, "base": head.loss.base, "layers": len(head.encoder.layers),
+            "heads": [layer.self_attn.num_heads for layer in head.encoder.layers],
+            "feedforward": [layer.linear1.out_features for layer in head.encoder.layers],
+            "dropouts": [type(getattr(layer, name)).__name__ for layer in head.encoder.layers
+                         for name in ("dropout", "dropout1", "dropout2")],
+            "cls_token": None if head.cls_token is None else head.cls_token.numel()}
+
+
+def assert_same_head(head: MetricLearningLoss, reference: MetricLearningLoss) -> None:
+    """Same settings, same parameters (strict load) and the same loss on the same batch."""
+    assert head_settings(head) == head_settings(reference)
+    reference.load_state_dict(head.state_dict())
+    head.eval(), reference.eval()
+    generator = torch.Generator().manual_seed(3)
+    hidden_f, hidden_b = (torch.randn(6, 5, head.encoder.layers[0].linear1.in_features, generator=generator)
+                          for _ in range(2))
+    assert torch.equal(head(hidden_f, hidden_b), reference(hidden_f, hidden_b))
+
+
+def test_every_dml_setting_of_the_config_reaches_the_head() -> None:
+    """Each DML field away from its default (and the fast path on) must reach the head the core builds:
+    a head built from the same values by hand is the same head."""
+    config = BRITSConfig(hidden_size=8, dml=True, dml_pooling="last", dml_margin=0.35, dml_alpha=3.0, dml_beta=20.0,
+                         dml_base=0.3, dml_attention_layers=2, dml_attention_heads=2, attention_feedforward=12,
+                         fast_attention=True)
+    torch.manual_seed(0)
+    head = BRITSCore(3, config).metric_learning
+    reference = MetricLearningLoss(8, pooling="last", margin=0.35, alpha=3.0, beta=20.0, base=0.3,
+                                   attention_layers=2, attention_heads=2, attention_feedforward=12, fast=True)
+    assert head_settings(head) == {"pooling": "last", "fast": True, "margin": 0.35, "alpha": 3.0, "beta": 20.0,
+                                   "base": 0.3, "layers": 2, "heads": [2, 2], "feedforward": [12, 12],
+                                   "dropouts": ["FastDropout"] * 6, "cls_token": None}
+    assert_same_head(head, reference)
+
+
+def test_the_head_defaults_are_deari_s_defaults() -> None:
+    """``MetricLearningLoss(H)`` is the head of a default DEARI config: CLS pooling with one learned token
+    (Eq. 19), margin 0.1, the library's Multi-Similarity scales, one 4-head encoder layer of PyTorch's
+    default width, fp32."""
+    torch.manual_seed(0)
+    head = DEARICore(3, DEARIConfig(hidden_size=8, n_layers=1, dml=True)).metric_learning
+    assert head_settings(head) == {"pooling": "cls", "fast": False, "margin": 0.1, "alpha": 2.0, "beta": 50.0,
+                                   "base": 0.5, "layers": 1, "heads": [4], "feedforward": [2048],
+                                   "dropouts": ["Dropout"] * 3, "cls_token": 8}
+    assert_same_head(head, MetricLearningLoss(8))
+
+
+@pytest.mark.parametrize("pooling", ["cls", "last", "mean"])
+def test_the_fast_head_encodes_under_bf16_autocast_and_returns_the_input_dtype(pooling: str) -> None:
+    """``fast``: the encoder runs under bfloat16 autocast: the representation is the fp32 one up to bf16
+    rounding but not equal to it, and it comes back in the hidden states' dtype (at inference the fused
+    encoder returns bf16 for fp32 input, the one-position read-out fp32 for fp16 input)."""
+    torch.manual_seed(0)
+    fast = MetricLearningLoss(8, pooling=pooling, attention_heads=2, attention_feedforward=16, fast=True).eval()
+    exact = MetricLearningLoss(8, pooling=pooling, attention_heads=2, attention_feedforward=16).eval()
+    exact.load_state_dict(fast.state_dict())
+    hidden = torch.randn(4, 5, 8)
+    with torch.no_grad():
+        a, b = fast.representation(hidden), exact.representation(hidden)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = exact.representation(hidden)
+    assert a.dtype == torch.float32 and torch.equal(a, autocast)
+    assert torch.allclose(a, b, atol=0.05) and not torch.allclose(a, b, atol=1e-4)
+    with torch.no_grad():
+        assert fast.representation(hidden.half()).dtype == torch.float16

@@ -266,3 +266,19 @@ def test_rits_refuses_values_or_deltas_that_are_not_copies_of_its_records() -> N
     with pytest.raises(ValueError, match=r"^RITS: values \(1, 6, 5, 3\), mask \(1, 2, 5, 3\) and deltas "
                                          r"\(1, 6, 5, 3\) do not describe 3 copies of 2 records$"):
         rits(torch.zeros(1, 6, 5, 3), mask, torch.ones(1, 6, 5, 3), repeats=3)
+
+
+def test_a_repeated_batch_hands_its_records_once_at_inference_and_every_copy_with_autograd() -> None:
+    """``Batch.repeat(n)`` keeps the records it copies: without autograd RITS gets them once with
+    ``repeats = n`` (input-only terms per record, not per copy); with autograd it gets the n copies."""
+    batch = make_batch(seed=6)
+    copies = batch.repeat(3)
+    assert copies.n_samples == 3 and copies.values.shape == (3 * B, T, D)
+    with torch.no_grad():
+        values, mask, deltas, repeats = copies.recurrence_inputs(copies.values)
+    assert repeats == 3
+    assert torch.equal(values, batch.values) and torch.equal(mask, batch.directional_mask)
+    assert torch.equal(deltas, batch.deltas)
+    values, mask, deltas, repeats = copies.recurrence_inputs(copies.values)
+    assert repeats == 1 and values is copies.values and deltas.shape == (2, 3 * B, T, D)
+    assert torch.equal(mask, torch.cat([batch.directional_mask] * 3, dim=1))

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from gapray.imputation import DEARIConfig
 from gapray.imputation.brits.core import Batch
-from gapray.imputation.deari.core import DEARICore, cls_initial_state
+from gapray.imputation.deari.core import AttentionInitialState, DEARICore, cls_initial_state
 from gapray.imputation.layers import encode_at
 
 
@@ -137,3 +137,34 @@ def test_initial_state_modes_are_checked() -> None:
         cls_initial_state(hidden, encoder, "cls", None)
     with pytest.raises(ValueError, match=r"^attention_init must be 'cls', 'last' or 'mean', got 'first'$"):
         cls_initial_state(hidden, encoder, "first")
+
+
+@pytest.mark.parametrize("attention_init", ["cls", "mean"])
+def test_fast_attention_reaches_every_initial_state_encoder(attention_init: str) -> None:
+    """``fast_attention``: each direction's initial-state encoder has the 16-bit dropouts and runs under
+    bfloat16 autocast, so ``h_0`` is the fp32 one up to bf16 rounding but not equal to it, in the hidden
+    states' dtype (at inference the fused encoder returns bf16 for fp32 input, the one-position
+    read-out fp32 for fp16 input)."""
+    torch.manual_seed(40)
+    fast = DEARICore(D, config(3, attention_init=attention_init).replace(fast_attention=True)).eval()
+    exact = DEARICore(D, config(3, attention_init=attention_init)).eval()
+    exact.load_state_dict(fast.state_dict())
+    hidden = torch.randn(3, 4, H)
+    for transition in range(2):
+        for direction in range(2):
+            state = fast.initial_states[transition][direction]
+            assert {type(getattr(block, name)).__name__ for block in state.encoder.layers
+                    for name in ("dropout", "dropout1", "dropout2")} == {"FastDropout"}
+            with torch.no_grad():
+                a, b = state(hidden), exact.initial_states[transition][direction](hidden)
+                assert state(hidden.half()).dtype == torch.float16
+            assert a.dtype == torch.float32
+            assert torch.allclose(a, b, atol=0.05) and not torch.allclose(a, b, atol=1e-4)
+
+
+def test_an_initial_state_built_with_defaults_is_the_paper_s_fp32_encoder() -> None:
+    """``AttentionInitialState(108, mode, 1, 4)``: PyTorch's default layer (feed-forward 2048, dropout 0.1),
+    492,044 parameters (DEARI Sec. 5.5), fp32 dropouts."""
+    state = AttentionInitialState(108, "mean", 1, 4)
+    assert sum(p.numel() for p in state.encoder.parameters()) == 492_044
+    assert not state.fast and {type(block.dropout).__name__ for block in state.encoder.layers} == {"Dropout"}
