@@ -56,12 +56,13 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[object]:
-    """One local Ray instance for the whole test session (2 CPUs, no dashboard)."""
+    """One local Ray instance for the whole test session (2 CPUs, no dashboard). Its workers run at
+    the tests' own priority (Ray's default, 15 nice levels lower, starves them on a busy machine)."""
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 _temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+                 _temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp"), _system_config={"worker_niceness": 0})
     yield ray
     ray.shutdown()
 
