@@ -26,6 +26,15 @@ MNIST at 90 % MCAR with the MLP (paper Table 3)::
     python tuning/gil_ddpg.py --dataset mnist --data-root ../shared/data --missing-rate 0.9 \
         --horizon 2000 --iterations 20 --final-steps 10000
 
+Paper scale (1024-unit LSTM, 400-300 actor and critic, 2,000-step runs, 5 seeds x 4 learning-rate
+pairs on the GPU workers of ``cluster.yaml``; the command and its cost estimate are in
+``docs/gil_reproduction.md`` section 5)::
+
+    ray submit cluster.yaml tuning/gil_ddpg.py -- --address auto --dataset physionet2012 \
+        --lstm-hidden 1024 --rl-hiddens 400,300 --placeholder zero --device cuda --num-env-runners 0 \
+        --horizon 2000 --iterations 10 --steps-per-iteration 200 --final-steps 2000 \
+        --seeds 0 1 2 3 4 --search-lrs --storage-path s3://BUCKET/gapray/ray_results
+
 On a Ray cluster (remote env runners; the MLflow server on the head is ``MLFLOW_TRACKING_URI``
 there, docs/cluster.md)::
 
@@ -55,9 +64,9 @@ policy-training steps and 5 seeds, PhysioNet test AUC GIL - ones = +0.30 ± 0.58
 seed, standard error), AP +0.91 ± 1.05, accuracy -0.15 ± 0.20, with a zero placeholder (where
 GIL-H is exactly ``ones``); GIL-H 61.08 with the reference 3 x max placeholder (387 on z-scored
 data saturates the LSTM); MNIST 90 % MCAR: ``gil_ddpg_mnist_mcar90_long.md``. The learned
-importances barely depend on the state (``final_importance_row_mean_std`` in MLflow), and Adam
-cancels any importance that is constant per input column, so GIL stays within noise of
-zero imputation here. One env step under
+importances are small (PhysioNet: means 0.002-0.047, varying from row to row by a quarter to a
+third of that; ``final_importance_within_feature_std`` in MLflow), and Adam cancels any importance that is
+constant per input column, so GIL stays within noise of zero imputation here. One env step under
 RLlib DDPG at the reference's one gradient step per env step costs 1.85-1.98x the PhysioNet
 env stepped by a fixed policy with the default learner update every 2 env steps (2 gradient
 steps each), 1.98-2.06x updating every env step; the cheap MNIST MLP env (10 ms per step) is
@@ -70,6 +79,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from typing import Any
 
 from gapray.rl.algorithm import DDPG
 from gapray.rl.gil_training import (
@@ -85,7 +95,8 @@ from gapray.sweep.runner import connect_ray
 from gapray.sweep.settings import add_settings_arguments
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """One flag per :class:`GILDDPGSettings` field, plus the driver's own flags."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_settings_arguments(parser, GILDDPGSettings)
@@ -102,14 +113,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke-test", action="store_true", help="tiny digits run to check the wiring")
     parser.add_argument("--resource-wait-seconds", type=float, default=0.0,
                         help="wait this long for an autoscaler to add the nodes one trial needs (0: fail at once)")
-    args = vars(parser.parse_args(argv))
-    extra = {k: args.pop(k) for k in ("address", "tracking_uri", "storage_path", "num_samples", "search_lrs",
-                                       "name", "output", "smoke_test", "resource_wait_seconds", "seeds")}
+    return parser
+
+
+DRIVER_FLAGS = ("address", "tracking_uri", "storage_path", "num_samples", "search_lrs", "name", "output",
+                "smoke_test", "resource_wait_seconds", "seeds")
+"""Flags of the driver, not of :class:`GILDDPGSettings`."""
+
+
+def parse(argv: list[str] | None = None) -> tuple[GILDDPGSettings, dict[str, Any]]:
+    """The run's settings and the driver's flags (``--smoke-test`` fills the fields left at their defaults)."""
+    args = vars(build_parser().parse_args(argv))
+    extra = {k: args.pop(k) for k in DRIVER_FLAGS}
     if extra["smoke_test"]:
         defaults = {f.name: f.default for f in dataclasses.fields(GILDDPGSettings)}
         args.update({k: v for k, v in SMOKE_TEST.items() if args[k] == defaults[k]})
+    return GILDDPGSettings(**args), extra
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        settings = GILDDPGSettings(**args)
+        settings, extra = parse(argv)
         connect_ray(extra["address"])  # fail fast, before any MLflow run, if one trial can never be placed
         require_rllib_trial_fits(DDPG, build_ddpg_config(settings), what="one trial of tuning/gil_ddpg.py",
                                  advice="Lower --num-env-runners, or add nodes.",

@@ -135,7 +135,7 @@ def test_reference_choices_reach_the_env_predictor_and_the_ddpg_config() -> None
     env = probe_env(settings)
     env.reset(seed=0)
     predictor = env.session.predictor
-    assert isinstance(predictor.norms[0], SlimBatchNorm) and 0.001 <= float(predictor.encoder.weight.min())
+    assert isinstance(predictor.norms[0], SlimBatchNorm) and 0.001 <= float(predictor.encoder.weight.detach().min())
     assert env.training.l2 == 0.02 and env.config.reward_timing == "before_update"
     config = build_ddpg_config(settings)
     assert config.critic_l2 == 0.01 and config.critic_join == "post_activation"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import shlex
 from pathlib import Path
 
 import mlflow
@@ -13,6 +15,7 @@ import pytest
 from gapray.rl.gil_training import SMOKE_TEST, GILDDPGSettings, build_ddpg_config, probe_env
 
 SCRIPT = Path(__file__).resolve().parents[2] / "tuning" / "gil_ddpg.py"
+REPRODUCTION_DOC = Path(__file__).resolve().parents[2] / "docs" / "gil_reproduction.md"
 
 
 def _load_script():
@@ -136,3 +139,42 @@ def test_importance_summary_matches_hand_computed_statistics():
     assert result["mean_missing"] == pytest.approx(0.5)
     assert result["row_mean_std"] == pytest.approx(0.15)              # row means 0.3 and 0.6
     assert result["within_feature_std"] == pytest.approx(0.15)        # columns (0.1, 0.3), (0.5, 0.9): 0.1, 0.2
+
+
+def _paper_scale_recipe() -> tuple[list[str], list[str]]:
+    """Section 5 of ``docs/gil_reproduction.md``: the arguments its ``ray submit`` command hands
+    ``tuning/gil_ddpg.py``, and the flags it adds for the reference script's choices."""
+    section = REPRODUCTION_DOC.read_text().split("\n## 5.")[1].split("\n## ")[0]
+    lines = [line.strip() for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+             for line in block.replace("\\\n", " ").splitlines() if line.strip() and not line.strip().startswith("#")]
+    command = shlex.split(next(line for line in lines if "tuning/gil_ddpg.py" in line))
+    added = [shlex.split(line) for line in lines if line.startswith("--")]
+    assert len(added) == 1, "section 5 should show one line of flags for the reference's choices"
+    return command[command.index("--", command.index("tuning/gil_ddpg.py")) + 1:], added[0]
+
+
+def test_documented_paper_scale_recipe_parses_into_the_paper_sizes_and_the_reference_choices():
+    """Every flag of the recipe exists (argparse exits on an unknown one), it asks for the paper's
+    1024-unit LSTM, 400-300 actor and critic and 2,000-step runs on CUDA, and its reference-choice
+    flags give exactly ``GILDDPGSettings.with_reference_choices()``."""
+    script = _load_script()
+    recipe, reference_flags = _paper_scale_recipe()
+    settings, driver = script.parse(recipe)
+    assert (settings.dataset, settings.lstm_hidden, settings.rl_hiddens, settings.device) == (
+        "physionet2012", 1024, "400,300", "cuda")
+    assert settings.horizon == settings.iterations * settings.steps_per_iteration == settings.final_steps == 2000
+    assert settings.num_env_runners == 0
+    assert driver["address"] == "auto" and driver["seeds"] == [0, 1, 2, 3, 4] and driver["search_lrs"]
+    with_choices, _ = script.parse([arg for arg in recipe if arg != "--search-lrs"] + reference_flags)
+    assert with_choices == settings.with_reference_choices()
+    assert with_choices != settings
+
+
+def test_baselines_are_trained_where_a_trial_would_be_with_a_gpu_for_a_cuda_predictor():
+    """The driver's node may have no GPU (``cluster.yaml``'s head): the ``ones``/``mask`` baselines of a
+    CUDA run ask Ray for one, those of a CPU run do not."""
+    from gapray.rl.gil_training import baseline_task_resources
+
+    assert baseline_task_resources(GILDDPGSettings(device="cpu")) == {"num_cpus": 1.0, "num_gpus": 0.0}
+    assert baseline_task_resources(GILDDPGSettings(device="cuda")) == {"num_cpus": 1.0, "num_gpus": 1.0}
+    assert baseline_task_resources(GILDDPGSettings(device="cuda:1")) == {"num_cpus": 1.0, "num_gpus": 1.0}

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -111,12 +111,13 @@ class MLPPredictor(nn.Module):
     def encoder_weight(self) -> torch.Tensor:
         return self.encoder.weight
 
-    def regularized_parameters(self) -> list[nn.Parameter]:
+    def regularized_parameters(self) -> list[torch.Tensor]:
         """The tensors the reference's ``slim.l2_regularizer`` covers: every hidden weight (and
         hidden bias, when there is one, i.e. without BatchNorm) and the output layer's bias (the
         logits layer turns the weight regulariser off, not the bias one); the encoder weight first."""
-        tensors = [self.encoder.weight, *(layer.weight for layer in self.hidden)]
-        tensors += [layer.bias for layer in (self.encoder, *self.hidden) if layer.bias is not None]
+        layers = [self.encoder, *(cast(nn.Linear, layer) for layer in self.hidden)]
+        tensors: list[torch.Tensor] = [layer.weight for layer in layers]
+        tensors += [layer.bias for layer in layers if layer.bias is not None]
         return [*tensors, self.output.bias]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
@@ -166,7 +167,7 @@ class LSTMPredictor(nn.Module):
     def encoder_weight(self) -> torch.Tensor:
         return self.weight_ih
 
-    def regularized_parameters(self) -> list[nn.Parameter]:
+    def regularized_parameters(self) -> list[torch.Tensor]:
         """The tensors the reference's L2 regulariser covers: only the output layer's bias
         (``seq_lstm_GIL_train.py`` 196-206: the logits layer turns the weight regulariser off, and
         the LSTM cell has none)."""

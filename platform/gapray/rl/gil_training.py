@@ -177,8 +177,9 @@ class GILDDPGSettings:
         common: dict[str, Any] = {"critic_l2": 0.01, "critic_join": "post_activation",
                                   "reward_timing": "before_update"}
         if PREDICTOR_OF[self.dataset] == "lstm":
-            choices = {"lstm_learning_rate": 5e-4, "lstm_lr_decay_rate": 1.0, "predictor_l2": 0.005,
-                       "actor_lr": 5e-4, "critic_lr": 1e-4, "random_share_at_one": 0.5, "d_coefficient": 5.0}
+            choices: dict[str, Any] = {"lstm_learning_rate": 5e-4, "lstm_lr_decay_rate": 1.0, "predictor_l2": 0.005,
+                                       "actor_lr": 5e-4, "critic_lr": 1e-4, "random_share_at_one": 0.5,
+                                       "d_coefficient": 5.0}
         else:
             gil_d = self.reward == "gil-d"
             choices = {"mlp_batch_norm": True, "mlp_init": "reference", "predictor_l2": 0.1 if gil_d else 0.02,
@@ -469,6 +470,32 @@ def train_predictor_with_policy(settings: GILDDPGSettings, module: Any, policy: 
             "kind": env.task.kind, "spec": spec, "input_example": np.asarray(example, dtype=np.float32)}
 
 
+def baseline_task_resources(settings: GILDDPGSettings) -> dict[str, float]:
+    """Ray resources of the task that trains the ``ones`` and ``mask`` baselines: one CPU, plus one
+    GPU when the predictor runs on CUDA. The driver's own node may have no GPU (``cluster.yaml``'s
+    head is CPU-only), so the baselines go where a trial would."""
+    return {"num_cpus": 1.0, "num_gpus": 1.0 if settings.device.startswith("cuda") else 0.0}
+
+
+def _train_baselines_here(settings: GILDDPGSettings) -> dict[str, dict[str, Any]]:
+    """:func:`train_predictor_with_policy` for ``ones`` and ``mask``; predictor states moved to the CPU
+    (the driver that receives them may have no GPU)."""
+    out = {policy: train_predictor_with_policy(settings, None, policy) for policy in ("ones", "mask")}
+    for result in out.values():
+        result["predictor_state"] = {k: v.detach().cpu() for k, v in result["predictor_state"].items()}
+    return out
+
+
+def train_baselines(settings: GILDDPGSettings) -> dict[str, dict[str, Any]]:
+    """``ones`` (zero imputation) and ``mask`` (GIL-H) on ``settings``' split, trained in one Ray task
+    with :func:`baseline_task_resources` (Ray must be initialised)."""
+    import ray
+
+    resources = baseline_task_resources(settings)
+    task = ray.remote(num_cpus=resources["num_cpus"], num_gpus=resources["num_gpus"])(_train_baselines_here)
+    return cast("dict[str, dict[str, Any]]", ray.get(task.remote(settings)))
+
+
 # ---------------------------------------------------------------------------------------------
 # Tune trial and driver
 # ---------------------------------------------------------------------------------------------
@@ -655,8 +682,7 @@ def run_gil_ddpg(settings: GILDDPGSettings, *, tracking_uri: str = "sqlite:///ml
             seed_best = max((t for t in trials if int(t["config"].get("seed", settings.seed)) == seed),
                             key=lambda t: t[metric])
             seed_settings = dataclasses.replace(settings, **seed_best["config"])
-            baselines_of_seed[seed] = {policy: train_predictor_with_policy(seed_settings, None, policy)
-                                       for policy in ("ones", "mask")}
+            baselines_of_seed[seed] = train_baselines(seed_settings)
             per_seed.append({"seed": seed, "GIL": {k: seed_best[f"final_test_{k}"] for k in ("accuracy", "auc", "ap")},
                              **{p: dict(r["test"]) for p, r in baselines_of_seed[seed].items()}})
         best_seed = int(best["config"].get("seed", settings.seed))

@@ -138,13 +138,13 @@ class Critic(nn.Module):
             hidden = self.state_body(state) + self.action_branch(action)
         return self.out(hidden).squeeze(-1)
 
-    def regularized_parameters(self) -> list[nn.Parameter]:
+    def regularized_parameters(self) -> list[torch.Tensor]:
         """The tensors the reference's slim ``l2_regularizer`` covers (``qnetwork.py`` 158-170):
         the weight of every hidden linear layer (state branch, join, action branch), the bias of
         those not followed by BatchNorm (slim creates no bias before a normaliser), and the output
         layer's bias (its weight regulariser is turned off, the bias one is inherited). Never the
         BatchNorm offsets and scales."""
-        tensors: list[nn.Parameter] = []
+        tensors: list[torch.Tensor] = []
         for module in self.modules():
             if isinstance(module, nn.Sequential) and len(module) and isinstance(module[0], nn.Linear):  # a _block
                 linear = cast(nn.Linear, module[0])
