@@ -168,6 +168,12 @@ EQUIVALENT: dict[str, str] = {
     "gapray.imputation.brits.core.xǁBatchǁrecurrence_inputs__mutmut_6": "Swaps when the shared inference path "
     "substitutes the records' raw values: RITS reads only `m * x` (Eqs. 4, 9), which the raw values, their "
     "copies and DEARI's residual input all share, so the values do not change (only the work).",
+    _L + "x__uniform___mutmut_3": "Drops the `fan_in > 0` guard: only a zero-width layer has fan-in 0 (every "
+    "caller passes a feature or hidden count, which the configs and datasets keep >= 1), and its tensor is empty.",
+    _L + "xǁFeatureRegressionǁ__init____mutmut_9": "`register_buffer(..., persistent=None)`: PyTorch tests "
+    "`if persistent:`, so None is non-persistent, like False.",
+    _L + "x_reconstruction_loss__mutmut_12": "`mask.sum(dim=(+2, -1))`: the mask is always 4-D "
+    "`[T, n_dir, B, D]`, so dim 2 is dim -2.",
     _L + "x_encode_at__mutmut_20": "`tokens[:, index:index + 2]`: the extra query row attends on its own and "
     "only row 0 is returned; at the last position the slice has one row anyway.",
 }

@@ -10,6 +10,7 @@ from torch import nn
 
 from gapray.imputation.layers import (
     CombinationWeight,
+    DirectionalLinear,
     FeatureRegression,
     HistoryRegression,
     TemporalDecay,
@@ -160,3 +161,45 @@ def test_encode_at_equals_full_encoder_position() -> None:
         full = encoder(tokens)
         assert torch.allclose(encode_at(encoder, tokens, 0), full[:, 0], atol=1e-5)
         assert torch.allclose(encode_at(encoder, tokens, -1), full[:, -1], atol=1e-5)
+
+
+def test_reconstruction_loss_divides_by_the_observed_count_plus_1e_5() -> None:
+    """BRITS reference: ``sum(|x - est| m) / (sum(m) + 1e-5)``; in float64 the 1e-5 shows."""
+    target = torch.tensor([[[[1.0, 2.0]]], [[[0.0, 4.0]]]], dtype=torch.float64)
+    mask = torch.tensor([[[[1.0, 1.0]]], [[[0.0, 1.0]]]], dtype=torch.float64)
+    estimates = (target + 1.0).unsqueeze(0)  # one estimate, off by 1 everywhere
+    expected = (2.0 / (2.0 + 1e-5) + 1.0 / (1.0 + 1e-5)) / 2  # mean over the two steps
+    assert reconstruction_loss(estimates, target, mask).item() == pytest.approx(expected, rel=1e-12, abs=0.0)
+
+
+def test_a_diagonal_decay_of_two_sizes_is_refused_naming_them() -> None:
+    with pytest.raises(ValueError, match=r"^a diagonal decay needs input_size == output_size, got 3, 4$"):
+        TemporalDecay(2, input_size=3, output_size=4, diagonal=True)
+
+
+def test_the_cell_factory_builds_both_directions_by_default_and_refuses_unknown_kinds() -> None:
+    """``make_rnn_cell(kind, in, hidden)`` is BRITS's forward and backward cell bank (two directions)."""
+    for kind in ("lstm", "gru"):
+        cell = make_rnn_cell(kind, 6, 5)
+        x, h = torch.randn(2, 3, 6), torch.zeros(2, 3, 5)
+        out = cell(x, (h, h.clone())) if kind == "lstm" else cell(x, h)
+        assert (out[0] if kind == "lstm" else out).shape == (2, 3, 5)
+    with pytest.raises(ValueError, match=r"^cell must be 'lstm' or 'gru', got 'rnn'$"):
+        make_rnn_cell("rnn", 6, 5)
+
+
+def test_weights_start_uniform_within_one_over_sqrt_fan_in() -> None:
+    """BRITS reference init: ``U(-1/sqrt(n), 1/sqrt(n))``, ``n`` the input width of a linear map and the
+    output width of a decay; over a thousand draws the largest one lies close to the bound."""
+    torch.manual_seed(0)
+    linear = DirectionalLinear(2, 16, 64)
+    decay = TemporalDecay(2, input_size=64, output_size=9)
+    for weights, fan_in in ((linear.weight, 16), (linear.bias, 16), (decay.linear.weight, 9)):
+        bound = 1.0 / math.sqrt(fan_in)
+        largest = weights.detach().abs().max().item()
+        assert 0.9 * bound < largest <= bound, (weights.shape, largest, bound)
+
+
+def test_the_feature_regression_mask_is_not_saved_with_the_weights() -> None:
+    """The zero-diagonal mask of Eq. 5 is rebuilt on construction, so checkpoints hold the weights only."""
+    assert set(FeatureRegression(2, 3).state_dict()) == {"weight", "bias"}
