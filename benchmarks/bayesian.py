@@ -4,8 +4,15 @@ How to run this script
 ----------------------
     # Beijing air, 20 epochs each (equal epochs, no early stop), DEARI-2 hidden 32 (CPU budget)
     python benchmarks/bayesian.py --datasets beijing-air --epochs 20 --tag air
-    # PhysioNet set-a, same
-    python benchmarks/bayesian.py --datasets physionet2012 --epochs 20 --tag physionet
+    # PhysioNet set-a on 1000 training records, one process per model (parallel, merged into one
+    # table), each resumable from its per-epoch checkpoint; raising --epochs later continues them
+    for m in deari bayes_deari ensemble; do
+      python benchmarks/bayesian.py --datasets physionet2012 --epochs 40 --train-limit 1000 \
+          --models $m --merge --resume --tag physionet &
+    done; wait
+    # then the CRPS bound from the trained Bayesian DEARI (added to the same table)
+    python benchmarks/bayesian.py --datasets physionet2012 --epochs 40 --train-limit 1000 --bound --resume \
+        --tag physionet
     # Monte Carlo inference cost only (untrained models, best of 3 interleaved timings)
     python benchmarks/bayesian.py --cost 3 --datasets physionet2012
 
@@ -86,9 +93,14 @@ STD_VARIANTS = ("weights", "masking", "laplace_no_level", "laplace")
 GAP_LABELS = {1: "1", 2: "2-3", 3: "4-7", 4: "8-15", 5: ">=16"}
 
 
+def patience_of(args: argparse.Namespace) -> int:
+    """``--patience``, by default longer than the budget (no early stop: equal epochs)."""
+    return args.patience if args.patience is not None else args.epochs + 1
+
+
 def deari_config(args: argparse.Namespace, batch_size: int, **changes: Any) -> DEARIConfig:
     return DEARIConfig(hidden_size=args.hidden, n_layers=args.layers, attention_layers=args.attention_layers,
-                       batch_size=batch_size, epochs=args.epochs, patience=args.epochs + 1, seed=args.seed,
+                       batch_size=batch_size, epochs=args.epochs, patience=patience_of(args), seed=args.seed,
                        device="cpu", **changes)
 
 
@@ -218,6 +230,7 @@ def run_bayesian(split: Split, args: argparse.Namespace, batch_size: int) -> tup
                        args.level)}
         row["mean_std_by_gap"] = {str(g): float(std["test"][removed & (buckets == g)].mean())
                                   for g in GAP_LABELS if (removed & (buckets == g)).any()}
+        row["log_std_sd"] = float(np.log(np.maximum(std["test"][removed], 1e-12)).std())  # how much it varies
         rows.append(row)
         print(json.dumps(_brief(row)), flush=True)
     for row in rows:
@@ -254,7 +267,7 @@ def run_ensemble(split: Split, args: argparse.Namespace, batch_size: int) -> dic
     val_members, test_members, seconds = [], [], 0.0
     for seed in range(args.ensemble):
         model = BRITS(BRITSConfig(hidden_size=args.hidden, cell="gru", batch_size=batch_size, epochs=args.epochs,
-                                  patience=args.epochs + 1, seed=seed, device="cpu"))
+                                  patience=patience_of(args), seed=seed, device="cpu"))
         model, _, member_seconds = train(model, split, checkpoint_of(args, split, f"ensemble/member{seed}"))
         seconds += member_seconds
         val_members.append(model.predict(split.val)["imputation"])
@@ -271,6 +284,23 @@ def run_ensemble(split: Split, args: argparse.Namespace, batch_size: int) -> dic
 
 BOUND_MULTIPLIERS = np.linspace(0.5, 1.5, 41)
 """Common multipliers of the group RMS error tried by :func:`crps_bound` (the best one is kept)."""
+
+
+def ideal_crps_ratio(tau: float, n: int = 200_000) -> float:
+    """Expected CRPS of the ideal Gaussian (std = the true scale) over that of the best constant
+    std, for errors ``N(0, sigma^2)`` whose scale is log-normal, ``sd(log sigma) = tau``: the
+    most any std can gain over a constant band when the error scale varies that much. Closed
+    forms: ``E CRPS = sigma / sqrt(pi)`` at std ``sigma``, ``sqrt(2 / pi) sqrt(s^2 + sigma^2) -
+    s / sqrt(pi)`` at a constant ``s``."""
+    sigma = np.exp(tau * np.random.default_rng(0).standard_normal(n))
+    constants = np.exp(np.linspace(-3.0, 3.0, 601))
+    best = min(float(np.mean(np.sqrt(2 / np.pi) * np.sqrt(s * s + sigma**2) - s / np.sqrt(np.pi)))
+               for s in constants)
+    return float(np.mean(sigma) / np.sqrt(np.pi) / best)
+
+
+THEORY_TAUS = (0.2, 0.4, 0.6, 0.75, 1.0)
+"""``sd(log sigma)`` values of :func:`ideal_crps_ratio` shown with the bound."""
 
 
 def crps_bound(split: Split, args: argparse.Namespace, batch_size: int) -> list[dict[str, Any]]:
@@ -418,12 +448,13 @@ def markdown(results: dict[str, Any]) -> str:
         if bayes:
             lines += ["", f"Bayesian DEARI: MC-mean MAE {bayes[0]['mae']:.4f}, frozen (posterior means) MAE "
                       f"{bayes[0]['frozen_mae']:.4f}. Mean raw std of the test's removed entries by gap bucket:", "",
-                      "| std | " + " | ".join(f"gap {v}" for v in GAP_LABELS.values()) + " |",
-                      "|---|" + "---|" * len(GAP_LABELS)]
+                      "| std | " + " | ".join(f"gap {v}" for v in GAP_LABELS.values()) + " | sd of log std |",
+                      "|---|" + "---|" * (len(GAP_LABELS) + 1)]
             for r in bayes:
+                spread = f"{r['log_std_sd']:.3f}" if "log_std_sd" in r else "-"
                 lines.append(f"| {r['std']} | " + " | ".join(f"{r['mean_std_by_gap'][str(g)]:.4f}"
                                                              if str(g) in r["mean_std_by_gap"] else "-"
-                                                             for g in GAP_LABELS) + " |")
+                                                             for g in GAP_LABELS) + f" | {spread} |")
         if entry.get("verdict"):
             lines += ["", "Targets (default Bayesian std `laplace`):", ""]
             lines += [f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: **{'met' if v else 'missed'}**"
@@ -434,6 +465,9 @@ def markdown(results: dict[str, Any]) -> str:
                       "| grouping of the removed entries | groups | CRPS | ratio to constant |", "|---|---|---|---|"]
             lines += [f"| {b['grouping']} | {b['groups']} | {b['crps']:.4f} | {b['ratio']:.3f} |"
                       for b in entry["bound"]]
+            lines += ["", "Most any std can gain (`ideal_crps_ratio`): Gaussian errors with a log-normal true scale, "
+                      "CRPS of std = that scale over the best constant std, by sd(log scale): "
+                      + ", ".join(f"{tau:g}: {ideal_crps_ratio(tau):.3f}" for tau in THEORY_TAUS) + "."]
         if entry.get("notes"):
             lines += ["", *entry["notes"]]
         if entry.get("std_over_training"):
@@ -523,6 +557,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2, help="DEARI layers (paper: 3)")
     parser.add_argument("--attention-layers", type=int, default=1, help="encoder layers per transition (paper: 2)")
     parser.add_argument("--epochs", type=int, default=20, help="equal training epochs of every model")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="early-stopping patience (default epochs + 1: none); to continue a --resume run with "
+                             "more --epochs, pass the patience it started with")
     parser.add_argument("--train-limit", type=int, default=0, help="train on a seeded subset of this many records")
     parser.add_argument("--unfreeze-every", type=int, default=100, help="paper: 100")
     parser.add_argument("--n-samples", type=int, default=10, help="weight samples (paper: 10)")
@@ -543,6 +580,8 @@ def main() -> None:
                              "continue from there")
     parser.add_argument("--bound", action="store_true",
                         help="only the CRPS bound from the Bayesian DEARI checkpoint of a --resume run (with --resume)")
+    parser.add_argument("--notes", type=Path, default=None,
+                        help="only set the markdown paragraphs shown under the tag's table (same budget arguments)")
     parser.add_argument("--cost", type=int, default=0, metavar="REPEATS", help="only measure Monte Carlo cost")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -550,7 +589,7 @@ def main() -> None:
     suffix = f"_{args.tag}" if args.tag else ""
     results: dict[str, Any] = {
         "command": "python benchmarks/bayesian.py " + " ".join(sys.argv[1:]),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("cost", "merge", "resume", "bound")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("cost", "merge", "resume", "bound", "notes")},
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
                     "threads": torch.get_num_threads()},
         "datasets": {},
@@ -566,10 +605,14 @@ def main() -> None:
         if args.cost:
             results["datasets"][dataset] = {"cost": cost_rows(split, args, args.cost)}
             continue
-        if args.bound:  # added to the tag's results (the rows are kept)
+        if args.bound or args.notes:  # added to the tag's results (the rows are kept)
             args.models, args.merge = [], True
-            results["datasets"][dataset] = {"shape": list(data.X.shape), "rows": [],
-                                            "bound": crps_bound(split, args, batch_size)}
+            entry = {"shape": list(data.X.shape), "rows": []}
+            if args.bound:
+                entry["bound"] = crps_bound(split, args, batch_size)
+            if args.notes:
+                entry["notes"] = args.notes.read_text().strip().splitlines()
+            results["datasets"][dataset] = entry
             merged = write_results(RESULTS / f"bayesian{suffix}.json", results, args)
             continue
         out_json = RESULTS / f"bayesian{suffix}.json"

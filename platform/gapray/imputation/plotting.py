@@ -132,9 +132,10 @@ def plot_imputation_band(
     axes.set_ylabel(name)
     record_name = dataset.record_ids[record] if dataset.record_ids is not None else record
     axes.set_title(title or f"{dataset.name}: record {record_name}, {name}")
-    axes.legend(loc="best", fontsize="small")
+    # below the axes, so that it never hides a point or the band
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, fontsize="small", frameon=False)
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
+    figure.savefig(path, format="png", bbox_inches="tight")
     return path
