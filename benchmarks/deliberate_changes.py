@@ -79,7 +79,7 @@ def run_change(name: str) -> dict[str, object]:
 def main() -> int:
     which = sys.argv[1:] or list(CHANGES)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
-    load = os.getloadavg()
+    load, started = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     results = []
     for name in which:
         result = run_change(name)
@@ -92,9 +92,10 @@ def main() -> int:
     report = ["# Deliberate changes of issue 17", "",
               "`benchmarks/deliberate_changes.py`: each change on a scratch copy of `platform/` and `envs/`, "
               "then the wiring tests (`nice -n 10`, one thread).",
-              f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on commit `{head.stdout.strip()}` "
-              f"plus the working tree; load average {load[0]:.1f} at the start on 2 shared cores "
-              "(the wall times are under that load).", "",
+              f"Run {started} to {time.strftime('%H:%M UTC', time.gmtime())}, from commit "
+              f"`{head.stdout.strip()}` plus the working tree (each change copies the tree when it starts); "
+              f"load average {load[0]:.1f} at the start on 2 shared cores (the wall times are under that load).",
+              "",
               f"**{caught} of {len(results)} changes fail at least one test.**", "",
               "| change | file | tests failed | result | wall (s) |", "|---|---|---:|---|---:|"]
     for r in results:

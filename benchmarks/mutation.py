@@ -52,6 +52,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -425,6 +426,10 @@ def write_report(result: dict[str, object], path_stem: Path, note: str = "") -> 
     path_stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modules", nargs="+", choices=[m.name for m in MODULES], default=None,
@@ -444,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="one mutmut run for all selected modules (saves its fixed start-up cost per module)")
     parser.add_argument("--note", default="", help="a paragraph for the report (how and when it was run)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)  # background jobs ignore SIGINT: SIGTERM stops a run with a report
     by_name = {m.name: m for m in MODULES}
     modules = [by_name[name] for name in args.modules] if args.modules else MODULES
     if args.fresh and args.stage_dir.exists():
