@@ -282,3 +282,11 @@ def test_a_repeated_batch_hands_its_records_once_at_inference_and_every_copy_wit
     values, mask, deltas, repeats = copies.recurrence_inputs(copies.values)
     assert repeats == 1 and values is copies.values and deltas.shape == (2, 3 * B, T, D)
     assert torch.equal(mask, torch.cat([batch.directional_mask] * 3, dim=1))
+
+
+def test_rits_has_a_forward_and_a_backward_direction_by_default() -> None:
+    """``RITS(D, H)`` is BRITS's pair of directions: it runs a ``[2, B, T, D]`` stack (forward, reversed)."""
+    torch.manual_seed(7)
+    batch = make_batch(seed=7)
+    out = RITS(D, H)(torch.stack([batch.values, batch.values.flip(1)]), batch.directional_mask, batch.deltas)
+    assert out.imputation.shape == (2, B, T, D) and out.hidden_states.shape == (2, B, T, H)
