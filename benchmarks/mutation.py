@@ -169,6 +169,9 @@ EQUIVALENT: dict[str, str] = {
     "gapray.imputation.brits.core.xǁBatchǁrecurrence_inputs__mutmut_6": "Swaps when the shared inference path "
     "substitutes the records' raw values: RITS reads only `m * x` (Eqs. 4, 9), which the raw values, their "
     "copies and DEARI's residual input all share, so the values do not change (only the work).",
+    **{f"gapray.imputation.rits.xǁRITSǁ__init____mutmut_{i}": "`TemporalDecay(..., diagonal=None)` or no "
+       "`diagonal` (default False) for the hidden-state decay: the decay only tests `if diagonal`."
+       for i in (11, 15)},
     _L + "x__uniform___mutmut_3": "Drops the `fan_in > 0` guard: only a zero-width layer has fan-in 0 (every "
     "caller passes a feature or hidden count, which the configs and datasets keep >= 1), and its tensor is empty.",
     _L + "xǁFeatureRegressionǁ__init____mutmut_9": "`register_buffer(..., persistent=None)`: PyTorch tests "

@@ -288,5 +288,7 @@ def test_rits_has_a_forward_and_a_backward_direction_by_default() -> None:
     """``RITS(D, H)`` is BRITS's pair of directions: it runs a ``[2, B, T, D]`` stack (forward, reversed)."""
     torch.manual_seed(7)
     batch = make_batch(seed=7)
-    out = RITS(D, H)(torch.stack([batch.values, batch.values.flip(1)]), batch.directional_mask, batch.deltas)
+    rits = RITS(D, H)
+    out = rits(torch.stack([batch.values, batch.values.flip(1)]), batch.directional_mask, batch.deltas)
+    assert rits.n_directions == 2 and RITS(D, H, n_directions=1).n_directions == 1
     assert out.imputation.shape == (2, B, T, D) and out.hidden_states.shape == (2, B, T, H)
