@@ -172,8 +172,9 @@ EQUIVALENT: dict[str, str] = {
     **{f"gapray.imputation.rits.xǁRITSǁ__init____mutmut_{i}": "`TemporalDecay(..., diagonal=None)` or no "
        "`diagonal` (default False) for the hidden-state decay: the decay only tests `if diagonal`."
        for i in (11, 15)},
-    _L + "x__uniform___mutmut_3": "Drops the `fan_in > 0` guard: only a zero-width layer has fan-in 0 (every "
-    "caller passes a feature or hidden count, which the configs and datasets keep >= 1), and its tensor is empty.",
+    **{_L + f"x__uniform___mutmut_{i}": "Changes only what happens at fan-in 0 (`fan_in >= 0`, no guard, or a "
+       "bound of 1 there): fan-in 0 means a layer with no inputs, which no model builds (every caller passes a "
+       "feature or hidden count, >= 1 for any dataset and config)." for i in (3, 7, 9)},
     _L + "xǁFeatureRegressionǁ__init____mutmut_9": "`register_buffer(..., persistent=None)`: PyTorch tests "
     "`if persistent:`, so None is non-persistent, like False.",
     _L + "x_reconstruction_loss__mutmut_12": "`mask.sum(dim=(+2, -1))`: the mask is always 4-D "

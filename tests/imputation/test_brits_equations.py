@@ -192,9 +192,9 @@ def test_weights_start_uniform_within_one_over_sqrt_fan_in() -> None:
     """BRITS reference init: ``U(-1/sqrt(n), 1/sqrt(n))``, ``n`` the input width of a linear map and the
     output width of a decay; over a thousand draws the largest one lies close to the bound."""
     torch.manual_seed(0)
-    linear = DirectionalLinear(2, 16, 64)
+    linear, single = DirectionalLinear(2, 16, 64), DirectionalLinear(2, 1, 512)  # one input feature: bound 1
     decay = TemporalDecay(2, input_size=64, output_size=9)
-    for weights, fan_in in ((linear.weight, 16), (linear.bias, 16), (decay.linear.weight, 9)):
+    for weights, fan_in in ((linear.weight, 16), (linear.bias, 16), (single.weight, 1), (decay.linear.weight, 9)):
         bound = 1.0 / math.sqrt(fan_in)
         largest = weights.detach().abs().max().item()
         assert 0.9 * bound < largest <= bound, (weights.shape, largest, bound)
