@@ -179,6 +179,17 @@ EQUIVALENT: dict[str, str] = {
     "`if persistent:`, so None is non-persistent, like False.",
     _L + "x_reconstruction_loss__mutmut_12": "`mask.sum(dim=(+2, -1))`: the mask is always 4-D "
     "`[T, n_dir, B, D]`, so dim 2 is dim -2.",
+    _L + "x_encode_at__mutmut_19": "`tokens[:, index:index + 2]`: the extra query row is computed on its own "
+    "(attention, norms and feed-forward act per query row; pre-norm adds the one-row attention output to both) "
+    "and only row 0 is returned.",
+    _L + "x_encode_at__mutmut_28": "`need_weights=None`: PyTorch's attention only tests its truth value, like "
+    "False.",
+    **{f"gapray.imputation.dml.x_direction_pairs__mutmut_{i}": "Labels made on the default device instead of "
+       "the embeddings': pytorch_metric_learning's miner and loss move labels to the embeddings' device "
+       "(`c_f.to_device`) before using them." for i in (5, 7)},
+    "gapray.imputation.dml.x_multi_similarity_loss__mutmut_12": "`loss(embeddings, None, pairs)`: with mined "
+    "pairs given, pytorch_metric_learning's pair loss uses the pairs (`convert_to_pairs` returns a 4-tuple "
+    "unchanged) and its mean reducer ignores labels.",
     _L + "x_encode_at__mutmut_20": "`tokens[:, index:index + 2]`: the extra query row attends on its own and "
     "only row 0 is returned; at the last position the slice has one row anyway.",
 }
