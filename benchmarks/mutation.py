@@ -182,20 +182,37 @@ EQUIVALENT: dict[str, str] = {
     _L + "x_encode_at__mutmut_19": "`tokens[:, index:index + 2]`: the extra query row is computed on its own "
     "(attention, norms and feed-forward act per query row; pre-norm adds the one-row attention output to both) "
     "and only row 0 is returned.",
-    _L + "x_encode_at__mutmut_28": "`need_weights=None`: PyTorch's attention only tests its truth value, like "
-    "False.",
+    **{_L + f"x_encode_at__mutmut_{i}": "`need_weights=None`: PyTorch's attention only tests its truth value, "
+       "like False." for i in (28, 52)},
+    **{_L + f"x_encode_at__mutmut_{i}": "`need_weights=True` (given or the default): attention also returns its "
+       "averaged weights, which `[0]` drops; the output is the same attention (PyTorch then takes its explicit "
+       "softmax path instead of the fused kernel: equal up to float rounding). Only the cost changes."
+       for i in (32, 35, 56, 57)},
+    _L + "x_encode_at__mutmut_34": "Pre-norm: two query rows `normed[:, index:index + 2]`; the two attention "
+    "rows broadcast onto the one query row, row 0 gets its own attention output as before, and only row 0 is "
+    "returned (feed-forward and norms act per row).",
     **{f"gapray.imputation.dml.x_direction_pairs__mutmut_{i}": "Labels made on the default device instead of "
        "the embeddings': pytorch_metric_learning's miner and loss move labels to the embeddings' device "
        "(`c_f.to_device`) before using them." for i in (5, 7)},
     "gapray.imputation.dml.x_multi_similarity_loss__mutmut_12": "`loss(embeddings, None, pairs)`: with mined "
     "pairs given, pytorch_metric_learning's pair loss uses the pairs (`convert_to_pairs` returns a 4-tuple "
     "unchanged) and its mean reducer ignores labels.",
+    "gapray_envs.gil_env.xǁGILEnvǁreset__mutmut_4": "`_first_reset = None`: only its truth value is read, "
+    "like False.",
+    "gapray_envs.gil_env.xǁGILEnvǁ_prepare_next_batch__mutmut_25": "`softmax(logits, dim=+1)`: the logits are "
+    "`[B, classes]`, so dim 1 is dim -1.",
+    "gapray_envs.gil_env.xǁGILEnvǁ_prepare_next_batch__mutmut_65": "`mask.flags.writeable = None`: NumPy takes "
+    "its truth value, False.",
     _L + "x_encode_at__mutmut_20": "`tokens[:, index:index + 2]`: the extra query row attends on its own and "
     "only row 0 is returned; at the last position the slice has one row anyway.",
 }
 """Surviving mutants that cannot change behaviour, with the reason (reviewed by hand)."""
 
 NOT_WORTH_KILLING: dict[str, str] = {
+    **{f"gapray_envs.gil_env.xǁGILEnvǁreset__mutmut_{i}": "Changes the range the predictor's seed is drawn from "
+       "(`integers(2**31 - 1)` -> 2**31 + 1, 2**32 - 1, 2**31 - 2, or 61 values): a different but equally valid "
+       "seed. Killing it would pin the exact seed a reset draws (a hard-coded result); reproducibility and "
+       "'a new reset gives a new predictor' are tested." for i in (10, 11, 13, 14)},
 }
 """Surviving mutants that change behaviour only where killing them would pin an incidental
 choice (an error message's wording, a tolerance), with the reason."""

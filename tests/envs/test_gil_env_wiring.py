@@ -219,3 +219,16 @@ def test_an_action_just_outside_0_1_within_the_tolerance_is_clamped_into_it() ->
     rest = torch.cat([importance[0, 2:], importance[1:].flatten()])
     assert torch.equal(rest, torch.full_like(rest, 0.5))
     assert np.array_equal(action, before)
+
+
+def test_reset_without_a_seed_starts_from_the_configured_seed_once_and_the_mask_is_read_only() -> None:
+    """The first ``reset()`` without a seed uses ``config.seed`` (two envs agree); later ones continue the
+    env's RNG (a new predictor and batch). The mask handed out in ``info`` cannot be written to."""
+    a, b = GILEnv(MLP), GILEnv(MLP)
+    first_a, info = a.reset()
+    first_b, _ = b.reset()
+    assert np.array_equal(first_a, first_b)
+    second_a, _ = a.reset()
+    assert not np.array_equal(second_a, first_a)
+    with pytest.raises(ValueError, match="read-only"):
+        info["mask"][0] = 1.0
