@@ -1,0 +1,54 @@
+"""Validation MAE by epoch of the full-length rows of ``benchmarks/imputation.py`` (one plot).
+
+Reads the ``val_mae_by_epoch`` of every checkpointed model row in the given results files and
+marks each row's best epoch and its test MAE, so a reader sees whether a run stopped while its
+curve was still falling::
+
+    python benchmarks/learning_curves.py imputation_physionet2012_full imputation_physionet2012_full_brits_saits \
+        --out learning_curves_physionet2012_full.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tags", nargs="+", help="results files in benchmarks/results, without .json")
+    parser.add_argument("--out", required=True, help="png file name in benchmarks/results")
+    args = parser.parse_args()
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    for tag in args.tags:
+        path = RESULTS / f"{tag}.json"
+        if not path.exists():
+            raise SystemExit(f"{path}: no such results file")
+        for row in json.loads(path.read_text())["rows"]:
+            curve = row.get("val_mae_by_epoch")
+            if not curve:
+                continue
+            epochs = range(1, len(curve) + 1)
+            line, = axes.plot(epochs, curve, label=f"{row['model']} fold {row['fold']}: best val {min(curve):.4f} "
+                              f"at {row['best_epoch']}, test {row['mae']:.4f}")
+            axes.axvline(row["best_epoch"], color=line.get_color(), linestyle=":", linewidth=1)
+    axes.set(xlabel="epoch", ylabel="validation MAE (held-out entries)", ylim=(None, None))
+    axes.set_ylim(top=min(axes.get_ylim()[1], 0.4))
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    out = RESULTS / args.out
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
