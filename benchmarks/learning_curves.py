@@ -40,7 +40,7 @@ def main() -> None:
             line, = axes.plot(epochs, curve, label=f"{row['model']} fold {row['fold']}: best val {min(curve):.4f} "
                               f"at {row['best_epoch']}, test {row['mae']:.4f}")
             axes.axvline(row["best_epoch"], color=line.get_color(), linestyle=":", linewidth=1)
-    axes.set(xlabel="epoch", ylabel="validation MAE (held-out entries)", ylim=(None, None))
+    axes.set(xlabel="epoch", ylabel="validation MAE (held-out entries)")
     axes.set_ylim(top=min(axes.get_ylim()[1], 0.4))
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
