@@ -99,6 +99,35 @@ def test_traffic_merges_repeated_hours_and_marks_gaps(tmp_path: Path) -> None:
     assert traffic.X[1, 1, names.index("holiday=New Years Day")] == 1.0
 
 
+
+def test_traffic_drops_only_windows_with_no_row(tmp_path: Path) -> None:
+    rows = [
+        "None,280.0,0.0,0.0,90,Rain,light rain,2013-01-01 00:00:00,100",
+        # 2013-01-01 02:00 to 05:00 has no row: the window [02:00, 04:00) is empty, [04:00, 06:00) is not
+        "None,282.0,0.0,0.0,20,Clear,sky is clear,2013-01-01 05:00:00,200",
+        "None,283.0,0.0,0.0,20,Clear,sky is clear,2013-01-01 06:00:00,300",
+    ]
+    path = tmp_path / "Metro_Interstate_Traffic_Volume.csv"
+    path.write_text(TRAFFIC_HEADER + "\n".join(rows) + "\n")
+    kept = load_traffic(path, window=2, use_cache=False)
+    dropped = load_traffic(path, window=2, drop_empty_windows=True, use_cache=False)
+    assert kept.X.shape[0] == 3 and np.isnan(kept.X[1]).all()
+    assert dropped.X.shape[0] == 2
+    np.testing.assert_array_equal(dropped.X, kept.X[[0, 2]])
+    assert list(dropped.extra["window_start"]) == ["2013-01-01 00:00", "2013-01-01 04:00"]
+
+
+def test_full_traffic_file_gives_the_papers_1860_samples_once_empty_windows_are_dropped(
+        data_dir: Path, tmp_path: Path) -> None:
+    """DEARI sec. 5.1 reports 1,860 samples (and 58 variables; the file's categories give 66)."""
+    full = data_dir / "traffic" / "full"
+    every = load_traffic(full, cache_dir=tmp_path)
+    nonempty = load_traffic(full, drop_empty_windows=True, cache_dir=tmp_path)
+    assert every.X.shape == (2189, 24, 66)
+    assert nonempty.X.shape == (1859, 24, 66)
+    assert int(every.extra["n_rows"]) == 48204
+    assert not np.isnan(nonempty.X).all(axis=(1, 2)).any()
+
 def test_mnist_test_set_has_10000_images_in_unit_range(data_dir: Path) -> None:
     mnist = load_mnist(data_dir / "mnist")
     assert mnist.X.shape == (10000, 1, 784)

@@ -20,18 +20,16 @@ Steps (DESIGN.md section 2):
 4. Non-overlapping windows of ``window`` hours from the first stamp; a last partial window is
    dropped. ``drop_empty_windows=True`` also drops windows with no observed hour.
 
-How close to DEARI's "1,860 samples with 58 variables": the shared data holds only the first
-2,000 rows (2012-10-02 09:00 to 2012-12-14 14:00, 307 repeated rows, 1,693 distinct of 1,758
-hours), which gives 73 windows x 24 h x 39 features (5 numeric + 9 weather_main + 21
-weather_description + 4 holiday values present). On the full file (48,204 rows, 2012-10-02 09:00
-to 2018-09-30 23:00, per the UCI description; not available here, so not measured) the
-hourly range spans about 52,551 hours -> about 2,189 windows, of which roughly 300 fall in the
-gap of 2014-08 to 2015-06 with no row at all; ``drop_empty_windows=True`` therefore leaves
-about 1,860-1,890 windows, close to DEARI's 1,860 (which the paper does not derive). The
-column count is 5 + the categories present: with the 11 weather_main, 38
-weather_description and 12 holiday values (None + 11 holidays) that UCI's file is reported to
-contain this gives 66, not 58; the paper does not say which categories it kept, so 58 cannot be
-reproduced from its text.
+How close to DEARI's "1,860 samples with 58 variables": the 2,000-row sample in
+``traffic/`` (2012-10-02 09:00 to 2012-12-14 14:00, 307 repeated rows, 1,693 distinct of 1,758
+hours) gives 73 windows x 24 h x 39 features (5 numeric + 9 weather_main + 21
+weather_description + 4 holiday values present). The full file (``traffic/full/``, 48,204 rows,
+2012-10-02 09:00 to 2018-09-30 23:00; measured, ``tests/data/test_loaders_other.py``) gives
+2,189 windows x 24 h x 66 features; ``drop_empty_windows=True`` drops the 330 windows with no
+row (312 of them in the gap of 2014-08 to 2015-06) and leaves **1,859**, the paper's 1,860 to one
+window. 66 = 5 + 11 weather_main + 38 weather_description + 12 holiday values (None and 11
+holidays); the paper's 58 cannot be reproduced from its text (it does not say which
+categories it kept). ``benchmarks/imputation.py --dataset traffic`` drops empty windows.
 """
 
 from __future__ import annotations
