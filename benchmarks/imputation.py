@@ -30,7 +30,8 @@ deterministic ``deari`` row of the same run (:func:`gapray.imputation.experiment
 
 Results to expect: DEARI Table 1 (PhysioNet 10 %): BRITS-LSTM 0.2629, BRITS-GRU 0.2564,
 DEARI 0.2412, DEARI-DML 0.2408, Bayesian DEARI 0.2415 MAE after up to 300 epochs on a GPU
-(Beijing air: 0.1089 deterministic, 0.1012 Bayesian DEARI). On a shared 2-core CPU
+(Beijing air: 0.1089 deterministic, 0.1012 Bayesian DEARI; Traffic: 0.06815 and 0.06763, on the
+full file with ``--data-dir ../shared/data/traffic/full``). On a shared 2-core CPU
 with a budget of minutes per model the recurrent models run tens of epochs and DEARI (four
 2048-wide transformer encoder layers per extra layer) only a few, so expect higher MAE.
 """
@@ -74,6 +75,8 @@ PAPER_MAE = {  # DEARI Table 1, 10 % mask
                       "deari-dml": 0.2408, "bayes-deari": 0.2415},
     "beijing-air": {"brits-lstm": 0.1203, "brits-gru": 0.1062, "brits-dml": 0.1065, "deari": 0.1089,
                     "deari-dml": 0.1080, "bayes-deari": 0.1012},
+    "traffic": {"brits-lstm": 0.07334, "brits-gru": 0.07295, "brits-dml": 0.07265, "deari": 0.06815,
+                "deari-dml": 0.06851, "bayes-deari": 0.06763},
 }
 EXTRA_MODELS = ("pypots-brits", "pypots-saits", "throughput")
 
