@@ -7,8 +7,9 @@ How to run this script::
     # accuracy guard: fp32 vs the fast path after 20 epochs, same seeds (about 40 min on 2 idle cores);
     # checkpointed every epoch under $GAPRAY_CACHE_DIR/runs/deari_speed/: rerun the same command to continue
     python benchmarks/deari_speed.py --data-dir ../shared/data --part accuracy --epochs 20
-    # feed-forward width 2048 (paper) vs 512 vs 256 at equal epochs
-    python benchmarks/deari_speed.py --data-dir ../shared/data --part width --epochs 20
+    # feed-forward width 2048 (paper) vs 512 vs 256 at equal epochs (one thread: a core left for other runs)
+    python benchmarks/deari_speed.py --data-dir ../shared/data --part width --epochs 20 \
+        --variants fast-1t,fast-1t-ff512,fast-1t-ff256 --threads 1 --tag width_20ep
     # rebuild benchmarks/results/deari_speed.md from the JSON files
     python benchmarks/deari_speed.py --report
 
@@ -51,6 +52,8 @@ VARIANTS = {  # name: (fast_attention, threads, feed-forward width)
     "fast-1t": (True, 1, 2048),
     "fast-2t": (True, 2, 2048),
     "fp32-1t-ff512": (False, 1, 512),
+    "fast-1t-ff512": (True, 1, 512),
+    "fast-1t-ff256": (True, 1, 256),
     "fast-2t-ff512": (True, 2, 512),
     "fast-2t-ff256": (True, 2, 256),
 }
