@@ -10,6 +10,8 @@ How to run this script::
     # feed-forward width 2048 (paper) vs 512 vs 256 at equal epochs (one thread: a core left for other runs)
     python benchmarks/deari_speed.py --data-dir ../shared/data --part width --epochs 20 \
         --variants fast-1t,fast-1t-ff512,fast-1t-ff256 --threads 1 --tag width_20ep
+    # where one step's time goes (torch.profiler, per op and input shape; about 2 minutes)
+    python benchmarks/deari_speed.py --data-dir ../shared/data --part profile --steps 3
     # rebuild benchmarks/results/deari_speed.md from the JSON files
     python benchmarks/deari_speed.py --report
 
@@ -113,6 +115,59 @@ def measure_speed(split: Split, variants: list[str], rounds: int, steps: int) ->
             "batches_per_epoch": n_steps, "n_val": len(split.val)}
 
 
+def _train_step(core: DEARICore, optimizer: torch.optim.Optimizer, batch: Any) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    core(batch).loss.backward()
+    optimizer.step()
+
+
+def _op_shapes(event: Any) -> str:
+    return " x ".join(str(list(shape)) for shape in event.input_shapes if shape)
+
+
+def profile_step(split: Split, variants: list[str], steps: int, top: int = 12) -> dict[str, Any]:
+    """Where one training step's time goes: ``torch.profiler`` self CPU time per op and input shape.
+
+    Two warm-up steps, then ``steps`` profiled ones per variant. Besides the top ops it sums the
+    share of the ops that touch the encoders' feed-forward activations (an input shape with the
+    feed-forward width 2048 among its sizes: the two matmuls, ReLU, dropout and their gradients).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    base = DEARIConfig(n_layers=3, device="cpu")
+    train = prepare(split.train, base.delta_convention, torch.device("cpu"))
+    batches = [batch for _, batch in train.batches(base.batch_size)]
+    results = []
+    for name in variants:
+        fast, threads, width = VARIANTS[name]
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        core = DEARICore(train.values.shape[-1], base.replace(fast_attention=fast, attention_feedforward=width))
+        optimizer = torch.optim.Adam(core.parameters(), lr=base.lr, weight_decay=base.weight_decay)
+        core.train()
+        for index in range(2):
+            _train_step(core, optimizer, batches[index])
+        start = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            for index in range(steps):
+                _train_step(core, optimizer, batches[index % len(batches)])
+        wall = (time.perf_counter() - start) / steps
+        events = [e for e in prof.key_averages(group_by_input_shape=True) if e.key.startswith("aten::")]
+        total = sum(e.self_cpu_time_total for e in events)
+        # 2048 is no other size in the model; a narrow width can coincide (256 = batch x heads)
+        feedforward = sum(e.self_cpu_time_total for e in events
+                          if any(width in shape for shape in e.input_shapes if shape)) if width == 2048 else None
+        ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+        results.append({
+            "variant": name, "threads": threads, "feedforward": width, "profiled_step_ms": 1000 * wall,
+            "feedforward_activation_share": None if feedforward is None else feedforward / total,
+            "top_ops": [{"op": e.key, "shapes": _op_shapes(e), "calls_per_step": e.count / steps,
+                         "ms_per_step": e.self_cpu_time_total / 1000 / steps,
+                         "share": e.self_cpu_time_total / total} for e in ranked]})
+        print(f"{name}: {1000 * wall:.0f} ms per profiled step", flush=True)
+    return {"steps": steps, "rows": results}
+
+
 def measure_accuracy(split: Split, variants: list[str], epochs: int, seeds: list[int], threads: int) -> dict[str, Any]:
     """Test MAE of each variant after ``epochs`` epochs (no early stopping), same seeds and batches."""
     torch.set_num_threads(threads)
@@ -161,6 +216,21 @@ def write_report(out_dir: Path) -> Path:
                              f"{row['step_ratio']:.2f}x | {row['epoch_s']:.1f} | {row['infer_val_s']:.2f} | "
                              f"{row['infer_ratio']:.2f}x |")
             lines.append("")
+        profiled = record.get("profile")
+        if profiled:
+            lines += [f"`torch.profiler`, {profiled['steps']} training steps per variant after 2 warm-up steps; "
+                      "self CPU time of the aten ops (the profiler's own overhead makes the step slower than in "
+                      "the speed table).", ""]
+            for row in profiled["rows"]:
+                share = row["feedforward_activation_share"]
+                lines += [f"**{row['variant']}** ({row['threads']} thread(s), feed-forward {row['feedforward']}): "
+                          f"{row['profiled_step_ms']:.0f} ms per profiled step"
+                          + ("" if share is None else f"; {100 * share:.0f} % of op time in ops on the encoders' "
+                             "feed-forward activations (an input with a size of 2048)") + ".", "",
+                          "| op | input shapes | calls/step | ms/step | share |", "|---|---|---|---|---|"]
+                lines += [f"| `{op['op']}` | {op['shapes']} | {op['calls_per_step']:.0f} | {op['ms_per_step']:.1f} | "
+                          f"{100 * op['share']:.1f} % |" for op in row["top_ops"]]
+                lines.append("")
         accuracy = record.get("accuracy")
         if accuracy:
             lines += [f"Test MAE after {accuracy['epochs']} epochs (no early stopping), torch threads "
@@ -185,7 +255,7 @@ def write_report(out_dir: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--part", choices=("speed", "accuracy", "width"), default="speed")
+    parser.add_argument("--part", choices=("speed", "accuracy", "width", "profile"), default="speed")
     parser.add_argument("--variants", default=None, help="comma-separated names from: " + ", ".join(VARIANTS))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="training steps per variant and round")
@@ -199,7 +269,8 @@ def main() -> None:
     out_dir = Path(args.out_dir)
     if not args.report:
         defaults = {"speed": "fp32-1t,fp32-2t,fast-1t,fast-2t,fast-2t-ff512,fast-2t-ff256",
-                    "accuracy": "fp32-1t,fast-2t", "width": "fast-2t,fast-2t-ff512,fast-2t-ff256"}
+                    "accuracy": "fp32-1t,fast-2t", "width": "fast-2t,fast-2t-ff512,fast-2t-ff256",
+                    "profile": "fp32-1t,fast-1t,fast-2t"}
         variants = [v.strip() for v in (args.variants or defaults[args.part]).split(",") if v.strip()]
         unknown = set(variants) - set(VARIANTS)
         if unknown:
@@ -210,6 +281,8 @@ def main() -> None:
                                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if args.part == "speed":
             record["speed"] = measure_speed(split, variants, args.rounds, args.steps)
+        elif args.part == "profile":
+            record["profile"] = profile_step(split, variants, args.steps)
         else:
             record["accuracy"] = {**measure_accuracy(split, variants, args.epochs, args.seeds, args.threads),
                                   "reference": variants[0]}
