@@ -142,6 +142,25 @@ def test_an_early_stopped_checkpoint_is_not_trained_further(tmp_path: Path, spli
     _assert_same_weights(resumed, model)
 
 
+
+def test_raising_the_patience_continues_an_early_stopped_run_as_if_it_had_never_stopped(
+        tmp_path: Path, split: Split) -> None:
+    config = {**CONFIG, "bayesian": False, "patience": 1, "epochs": 30, "lr": 0.05}
+    checkpoint = tmp_path / "stopped.pt"
+    stopped = DEARI(DEARIConfig(**config))
+    stopped.fit(split.train, split.val, checkpoint_path=checkpoint, show_progress=False)
+    assert stopped.state.stopped and stopped.state.epoch < 30
+    longer = {**config, "patience": 100, "epochs": stopped.state.epoch + 2}
+    resumed, was_resumed = resume_or_start(DEARI(DEARIConfig(**longer)), checkpoint)
+    assert was_resumed and not resumed.state.stopped and resumed.config.patience == 100
+    assert len(resumed.fit(split.train, split.val, show_progress=False)) == 2
+    straight = DEARI(DEARIConfig(**longer))
+    straight.fit(split.train, split.val, show_progress=False)
+    assert resumed.state.epoch == straight.state.epoch == longer["epochs"]
+    assert [h["val_mae"] for h in resumed.state.history] == [h["val_mae"] for h in straight.state.history]
+    assert resumed.state.best_epoch == straight.state.best_epoch
+    _assert_same_weights(resumed, straight)
+
 def test_resuming_under_other_settings_names_the_fields(tmp_path: Path, split: Split) -> None:
     checkpoint = tmp_path / "c.pt"
     DEARI(DEARIConfig(**{**CONFIG, "epochs": 1})).fit(split.train, split.val, checkpoint_path=checkpoint,

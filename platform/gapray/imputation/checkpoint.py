@@ -23,8 +23,10 @@ from typing import Any
 from gapray.data.cache import cache_root
 
 #: Config fields that may differ between the interrupted run and its continuation: where it runs,
-#: the per-call time budget, and the epoch limit (raising it continues a run that hit it).
-RESUMABLE_CHANGES = frozenset({"device", "max_seconds", "epochs"})
+#: the per-call time budget, the epoch limit (raising it continues a run that hit it) and the
+#: early-stopping patience (raising it continues an early-stopped run exactly as if it had been
+#: started with that patience: the references train all 300 epochs and keep the best one).
+RESUMABLE_CHANGES = frozenset({"device", "max_seconds", "epochs", "patience"})
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
@@ -50,7 +52,8 @@ def resume_or_start(model: Any, checkpoint_path: str | os.PathLike[str]) -> tupl
     """``(model, resumed)``: the checkpointed model continued with ``model``'s settings, or ``model``.
 
     Baselines without training (no ``save``/``load``) are returned unchanged. The continued model
-    takes the requested ``epochs``, ``max_seconds`` and ``device``; any other difference raises
+    takes the requested ``epochs``, ``max_seconds``, ``device`` and ``patience`` (an early-stopped
+    run whose counter is below the new patience trains on); any other difference raises
     :class:`CheckpointMismatch` naming the fields, so a run is never continued under settings it
     did not start with.
     """
@@ -64,4 +67,6 @@ def resume_or_start(model: Any, checkpoint_path: str | os.PathLike[str]) -> tupl
         raise CheckpointMismatch(f"checkpoint {path} was written with other settings ({described}); "
                                  f"delete it to start again, or pass the same settings to resume")
     saved.config = saved.config.replace(**{k: getattr(model.config, k) for k in RESUMABLE_CHANGES})
+    if saved.state.stopped:  # only early stopping sets the flag: it holds while the counter reaches the patience
+        saved.state.stopped = saved.state.bad_epochs >= saved.config.patience
     return saved, True
