@@ -39,6 +39,8 @@ with a budget of minutes per model the recurrent models run tens of epochs and D
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import json
 import logging
 import math
@@ -57,7 +59,7 @@ import torch
 from gapray.data.cache import atomic_write_bytes
 from gapray.data.loaders import load_dataset
 from gapray.data.splits import Split, imputation_split
-from gapray.imputation import BRITS, BRITSConfig
+from gapray.imputation import BRITS, BRITSConfig, DEARIConfig
 from gapray.imputation.checkpoint import run_dir
 from gapray.imputation.experiment import (
     BATCH_SIZES,
@@ -175,6 +177,28 @@ def run_saits_row(split: Split, epochs: int, patience: int, seed: int, device: s
             "note": f"PyPOTS SAITS {json.dumps(SAITS_PHYSIONET)}, PyPOTS README config, early stopping"}
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["weight_decay=6e-7", "combination_sigmoid=False"]`` -> config fields (Python literals, else text).
+
+    Every name must be a field of :class:`~gapray.imputation.DEARIConfig` (which holds all of
+    BRITS's too), so a typo stops the run before any training.
+    """
+    known = {f.name for f in dataclasses.fields(DEARIConfig)}
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE, e.g. --set weight_decay=6e-7")
+        if key not in known:
+            raise SystemExit(f"--set {item!r}: {key!r} is not a DEARIConfig field; known: {', '.join(sorted(known))}")
+        try:
+            overrides[key] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            overrides[key] = text.strip()
+    return overrides
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     options: dict[str, Any] = {"progress": False} if args.dataset == "physionet2012" else {}
@@ -189,6 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown models {sorted(unknown)}; known: {MODEL_NAMES + EXTRA_MODELS}")
     model_seed = args.seed if args.model_seed is None else args.model_seed
+    overrides = parse_overrides(args.set)
     bayes = {"unfreeze_every": args.unfreeze_every, "n_samples": args.n_samples, "kl_weight": args.kl_weight}
     record: dict[str, Any] = {
         "dataset": dataset.name, "shape": list(dataset.X.shape), "protocol": args.protocol,
@@ -197,7 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": batch_size, "hidden_size": args.hidden_size, "threads": args.threads,
         "torch": torch.__version__, "python": stdlib_platform.python_version(), "cpu_count": os.cpu_count(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": " ".join(sys.argv),
-        "patience": args.patience, "drop_empty_windows": options.get("drop_empty_windows"),
+        "patience": args.patience, "drop_empty_windows": options.get("drop_empty_windows"), "overrides": overrides,
         "bayesian": {**BAYESIAN_DEFAULTS, "kl_weight": BRITSConfig.kl_weight,
                      **{k: v for k, v in bayes.items() if v is not None}, "level": args.level},
         "rows": [], "throughput": None,
@@ -218,7 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 record["throughput"] = measure_throughput(split, args.hidden_size, batch_size, args.throughput_rounds)
                 print(json.dumps({"throughput": record["throughput"]}), flush=True)
                 continue
-            row = model_row(name, split, fold, args, batch_size, checkpoints, record["throughput"])
+            row = model_row(name, split, fold, args, batch_size, checkpoints, record["throughput"], overrides)
             record["rows"].append(row)
             print(json.dumps(row, default=_json_default), flush=True)
             write_record(out, record)
@@ -261,7 +286,10 @@ def model_row(name: str, split: Split, fold: int, args: argparse.Namespace, batc
             "delta_convention": args.delta_convention, "device": args.device,
             **({"n_layers": depth} if depth else {}), **({"fast_attention": True} if args.fast else {}),
             **(bayes if name in BAYESIAN_MODEL_NAMES else {}), **(overrides or {})}
-        model = build_model("deari" if depth else name, **fields)
+        try:
+            model = build_model("deari" if depth else name, **fields)
+        except TypeError as error:  # a --set field the model's config lacks (e.g. a DEARI field for BRITS)
+            raise SystemExit(f"{name}: {error}; drop that --set for this model or run it separately") from None
         checkpoint = checkpoints / f"{name}-fold{fold}.pt"
         if checkpoint.exists() and not args.resume:
             raise SystemExit(f"{checkpoint} holds an earlier run of {name} fold {fold} with tag {args.tag!r}: "
@@ -286,7 +314,7 @@ def _announce_checkpoints(args: argparse.Namespace, checkpoints: Path) -> None:
 
 
 _SAME_SETTINGS = ("dataset", "protocol", "mask_rate", "seed", "model_seed", "delta_convention", "epochs",
-                  "max_minutes", "batch_size", "hidden_size", "shape")
+                  "max_minutes", "batch_size", "hidden_size", "shape", "overrides")
 
 
 def _append_to(previous: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
@@ -426,6 +454,9 @@ def main() -> None:
                         help="DEARIConfig.fast_attention: bf16 encoders, 16-bit dropout masks (deari_speed.md)")
     parser.add_argument("--append", action="store_true",
                         help="keep the rows of an existing results file with this tag (same settings) and add to it")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="config field for every gapray model of the run (repeatable), e.g. --set "
+                             "weight_decay=6e-7 --set combination_sigmoid=False; use its own --tag")
     parser.add_argument("--tag", default=None, help="results file suffix (default: dataset)")
     parser.add_argument("--out-dir", default=str(RESULTS))
     parser.add_argument("--report", action="store_true", help="only rebuild the markdown table")
