@@ -317,8 +317,13 @@ _SAME_SETTINGS = ("dataset", "protocol", "mask_rate", "seed", "model_seed", "del
                   "max_minutes", "batch_size", "hidden_size", "shape", "overrides")
 
 
+_SETTING_DEFAULTS: dict[str, Any] = {"overrides": {}}
+
+
 def _append_to(previous: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     """``previous`` (an existing results file) continued by this run; its settings must match."""
+    # files written before a setting existed ran with its default
+    previous = {**_SETTING_DEFAULTS, **previous}
     differ = [k for k in _SAME_SETTINGS if previous.get(k) != record.get(k)]
     if differ:
         raise SystemExit(f"--append: settings differ from the existing file: "
