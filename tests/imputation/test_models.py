@@ -215,3 +215,5 @@ def test_predict_before_fit_and_bad_config_fail_clearly() -> None:
         DEARIConfig(hidden_size=10, n_layers=2, attention_heads=4)
     with pytest.raises(TypeError, match="needs a DEARIConfig"):
         DEARI(BRITSConfig())
+    with pytest.raises(ValueError, match="reconstruction_terms must be 'all' or 'combined', got 'x_c'"):
+        BRITSConfig(reconstruction_terms="x_c")  # type: ignore[arg-type]

@@ -88,12 +88,13 @@ def gru_cell(p: dict[str, Tensor], u: Tensor, h: Tensor) -> Tensor:
 
 
 def reference_rits(p: dict[str, Tensor], x: Tensor, m: Tensor, delta: Tensor, cell: str,
-                   h0: Tensor | None = None, sigmoid: bool = True) -> dict[str, Tensor]:
+                   h0: Tensor | None = None, sigmoid: bool = True, terms: str = "all") -> dict[str, Tensor]:
     """One RITS direction, step by step (DEARI Eqs. 1-10), in its own time order.
 
     Returns the imputations ``C_t`` (Eq. 9), the reconstructions ``x_c`` (Eq. 8), the hidden
     states after each update ``[B, T, H]`` and the loss ``mean_t sum_{est} sum(|x - est| m) /
-    (sum(m) + 1e-5)`` over ``est`` in ``x_hat, z_hat, x_c``.
+    (sum(m) + 1e-5)`` over ``est`` in ``x_hat, z_hat, x_c`` (``terms="all"``) or ``x_c`` alone
+    (``terms="combined"``).
     """
     batch, steps, features = x.shape
     hidden = p["W_hh"].shape[1]
@@ -120,7 +121,8 @@ def reference_rits(p: dict[str, Tensor], x: Tensor, m: Tensor, delta: Tensor, ce
         else:
             h = gru_cell(p, u, h)
         observed = m_t.sum() + 1e-5
-        losses.append(sum(((x_t - e).abs() * m_t).sum() / observed for e in (x_hat, z_hat, x_c)))
+        estimates = (x_hat, z_hat, x_c) if terms == "all" else (x_c,)
+        losses.append(sum(((x_t - e).abs() * m_t).sum() / observed for e in estimates))
         imputations.append(c_t)
         reconstructions.append(x_c)
         hiddens.append(h)
@@ -134,9 +136,9 @@ def reference_brits(rits: RITS, values: Tensor, batch: Batch, cell: str, config:
     the backward deltas, merge (Eq. 11), ``w_imp (L_F + L_B) + w_cons mean|C_F - C_B|``."""
     x, m = values, batch.mask
     forward = reference_rits(direction_parameters(rits, 0), x, m, batch.deltas[0], cell,
-                             None if h0 is None else h0[0], config.combination_sigmoid)
+                             None if h0 is None else h0[0], config.combination_sigmoid, config.reconstruction_terms)
     backward = reference_rits(direction_parameters(rits, 1), x.flip(1), m.flip(1), batch.deltas[1], cell,
-                              None if h0 is None else h0[1], config.combination_sigmoid)
+                              None if h0 is None else h0[1], config.combination_sigmoid, config.reconstruction_terms)
     c_f, c_b = forward["imputation"], backward["imputation"].flip(1)
     consistency = (c_f - c_b).abs().mean()
     loss = config.imputation_weight * (forward["loss"] + backward["loss"]) + config.consistency_weight * consistency
@@ -210,6 +212,25 @@ def test_brits_forward_matches_the_reference_in_values_loss_and_gradients(cell: 
     assert ref["consistency"] > 1e-3  # the two directions disagree: the consistency term is exercised
     assert_same_gradients(core, out.loss, ref["loss"])
 
+
+
+def test_the_combined_estimate_alone_in_the_loss_matches_the_reference_and_changes_only_the_loss() -> None:
+    """``reconstruction_terms="combined"`` (the DEARI port and CSAI code): each step's loss is the
+    masked MAE of ``x_c`` alone; the forward pass is unchanged, the loss and gradients follow."""
+    torch.manual_seed(3)
+    config = BRITSConfig(hidden_size=H, cell="gru", reconstruction_terms="combined", consistency_weight=0.7)
+    core = BRITSCore(D, config)
+    batch = make_batch(seed=3)
+    out = core(batch)
+    ref = reference_brits(core.layer.rits, batch.values, batch, "gru", config)
+    torch.testing.assert_close(out.layers[0].reconstruction, ref["reconstruction"], atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(out.loss, ref["loss"], atol=ATOL, rtol=RTOL)
+    assert_same_gradients(core, out.loss, ref["loss"])
+    everything = core.__class__(D, config.replace(reconstruction_terms="all"))
+    everything.load_state_dict(core.state_dict())
+    full = everything(batch)
+    torch.testing.assert_close(full.imputation, out.imputation)
+    assert full.layers[0].reconstruction > 1.5 * out.layers[0].reconstruction  # three estimates against one
 
 def test_brits_imputation_keeps_observed_values_and_uses_both_directions() -> None:
     """Observed entries come back exactly; a missing entry depends on the future (backward RITS)."""

@@ -14,6 +14,7 @@ from typing import Any, Literal
 CellKind = Literal["lstm", "gru"]
 Pooling = Literal["cls", "last", "mean"]
 DeltaConvention = Literal["paper", "brits"]
+ReconstructionTerms = Literal["all", "combined"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class BRITSConfig:
     """Apply the sigmoid of Eq. 7 (paper); False reproduces the DEARI reference port (no sigmoid)."""
     imputation_weight: float = 0.3
     """Weight of the masked reconstruction loss (reference CSAI/DEARI code: 0.3)."""
+    reconstruction_terms: ReconstructionTerms = "all"
+    """Estimates in the reconstruction loss: ``all`` = history, feature and combined estimates
+    (Eqs. 3, 5, 8; original BRITS code and ours), ``combined`` = the combined estimate only (the
+    DEARI port's ``component_error=False`` default and the CSAI code; docs/deari_reference_audit.md)."""
     consistency_weight: float = 0.1
     """Weight of the forward/backward consistency loss (BRITS: 0.1)."""
     dml: bool = False
@@ -138,6 +143,8 @@ class BRITSConfig:
         if self.batch_size < 1 or self.epochs < 0 or self.patience < 1:
             problems.append(f"batch_size >= 1, epochs >= 0, patience >= 1 required, got {self.batch_size}, "
                             f"{self.epochs}, {self.patience}")
+        if self.reconstruction_terms not in ("all", "combined"):
+            problems.append(f"reconstruction_terms must be 'all' or 'combined', got {self.reconstruction_terms!r}")
         if self.delta_convention not in ("brits", "paper"):
             problems.append(f"delta_convention must be 'brits' or 'paper', got {self.delta_convention!r}")
         if self.unfreeze_every is not None and self.unfreeze_every < 1:

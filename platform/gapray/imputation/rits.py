@@ -69,6 +69,11 @@ class RITSOutput:
     def loss(self) -> Tensor:
         return reconstruction_loss(self.estimates, *self._target())
 
+    @cached_property
+    def combined_loss(self) -> Tensor:
+        """:attr:`loss` of the combined estimate ``x_c`` (Eq. 8) alone ``[n_dir]``."""
+        return reconstruction_loss(torch.stack(self._combined)[None], *self._target())
+
 
 def _batch_major(steps: list[Tensor]) -> Tensor:
     return torch.stack(steps, dim=2)  # [n_dir, B, T, *]

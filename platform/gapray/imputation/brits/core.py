@@ -73,8 +73,9 @@ class LayerOutput:
     Hidden states and the loss terms are computed on first access (inference reads none of them).
     """
 
-    def __init__(self, rits: RITSOutput) -> None:
+    def __init__(self, rits: RITSOutput, combined_only: bool = False) -> None:
         self._rits = rits
+        self._combined_only = combined_only
         self._forward, self._backward = rits.imputation[0], rits.imputation[1].flip(1)
         self.imputation = bidirectional_merge(self._forward, self._backward)
 
@@ -84,7 +85,7 @@ class LayerOutput:
 
     @cached_property
     def reconstruction(self) -> Tensor:
-        return self._rits.loss.sum()
+        return (self._rits.combined_loss if self._combined_only else self._rits.loss).sum()
 
     @cached_property
     def consistency(self) -> Tensor:
@@ -109,11 +110,12 @@ class BidirectionalLayer(nn.Module):
         self.rits = RITS(n_features, config.hidden_size, config.cell, n_directions=2,
                          combination_sigmoid=config.combination_sigmoid,
                          bayesian=bayesian_config(config) if config.bayesian else None)
+        self.combined_only = config.reconstruction_terms == "combined"
 
     def forward(self, values: Tensor, batch: Batch, initial_hidden: Tensor | None = None) -> LayerOutput:
         values, mask, deltas, repeats = batch.recurrence_inputs(values)
         both = torch.stack([values, values.flip(1)])
-        return LayerOutput(self.rits(both, mask, deltas, initial_hidden, repeats))
+        return LayerOutput(self.rits(both, mask, deltas, initial_hidden, repeats), self.combined_only)
 
 
 def layer_loss(output: LayerOutput, config: BRITSConfig) -> Tensor:
