@@ -40,6 +40,14 @@ def test_bayesian_rows_are_known_models_with_the_paper_schedule() -> None:
     assert not build_model("deari", **TINY).config.bayesian
 
 
+def test_the_fast_preset_is_deari_3_with_bf16_encoders_and_a_narrow_feed_forward() -> None:
+    paper, fast = build_model("deari"), build_model("deari-fast")
+    assert "deari-fast" in MODEL_NAMES
+    assert fast.config == paper.config.replace(fast_attention=True, attention_feedforward=256)
+    assert (paper.config.attention_feedforward, paper.config.fast_attention) == (2048, False)  # the paper's model
+    assert build_model("deari-fast", **TINY).config.attention_feedforward == 16  # overrides still win
+
+
 def test_bayesian_row_is_scored_on_the_monte_carlo_mean_with_raw_and_calibrated_intervals() -> None:
     split = _split()
     model = build_model("bayes-brits", unfreeze_every=1, n_samples=4, **TINY)
