@@ -201,7 +201,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    options: dict[str, Any] = {"progress": False} if args.dataset == "physionet2012" else {}
+    options: dict[str, Any] = {}
+    if args.dataset == "physionet2012":
+        options.update(progress=False, aggregate=args.aggregate)
     if args.dataset == "beijing-air":
         options["per_station"] = args.per_station
     if args.dataset == "traffic":
@@ -223,6 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__, "python": stdlib_platform.python_version(), "cpu_count": os.cpu_count(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": " ".join(sys.argv),
         "patience": args.patience, "drop_empty_windows": options.get("drop_empty_windows"), "overrides": overrides,
+        "aggregate": options.get("aggregate"),
         "bayesian": {**BAYESIAN_DEFAULTS, "kl_weight": BRITSConfig.kl_weight,
                      **{k: v for k, v in bayes.items() if v is not None}, "level": args.level},
         "rows": [], "throughput": None,
@@ -314,16 +317,19 @@ def _announce_checkpoints(args: argparse.Namespace, checkpoints: Path) -> None:
 
 
 _SAME_SETTINGS = ("dataset", "protocol", "mask_rate", "seed", "model_seed", "delta_convention", "epochs",
-                  "max_minutes", "batch_size", "hidden_size", "shape", "overrides")
+                  "max_minutes", "batch_size", "hidden_size", "shape", "overrides", "aggregate")
 
 
-_SETTING_DEFAULTS: dict[str, Any] = {"overrides": {}}
+def _setting_defaults(previous: dict[str, Any]) -> dict[str, Any]:
+    """What a results file written before a setting existed ran with."""
+    physionet = str(previous.get("dataset", "")).startswith("physionet")
+    return {"overrides": {}, "aggregate": "last" if physionet else None}
 
 
 def _append_to(previous: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     """``previous`` (an existing results file) continued by this run; its settings must match."""
     # files written before a setting existed ran with its default
-    previous = {**_SETTING_DEFAULTS, **previous}
+    previous = {**_setting_defaults(previous), **previous}
     differ = [k for k in _SAME_SETTINGS if previous.get(k) != record.get(k)]
     if differ:
         raise SystemExit(f"--append: settings differ from the existing file: "
@@ -427,6 +433,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--dataset", default="physionet2012", choices=("physionet2012", "beijing-air", "traffic"))
     parser.add_argument("--per-station", action="store_true", help="Beijing air: one sample per station")
+    parser.add_argument("--aggregate", default="last", choices=("last", "mean"),
+                        help="PhysioNet: several values in one hour -> the last (BRITS code, default) or their mean "
+                             "(CSAI code; docs/deari_reference_audit.md #7)")
     parser.add_argument("--keep-empty-windows", action="store_true",
                         help="traffic: keep the 24-hour windows in which no hour has a row (the default drops them: "
                              "1,859 windows on the full file, the paper's 1,860)")
