@@ -32,13 +32,16 @@ def main() -> None:
         path = RESULTS / f"{tag}.json"
         if not path.exists():
             raise SystemExit(f"{path}: no such results file")
-        for row in json.loads(path.read_text())["rows"]:
+        record = json.loads(path.read_text())
+        for row in record["rows"]:
             curve = row.get("val_mae_by_epoch")
             if not curve:
                 continue
             epochs = range(1, len(curve) + 1)
-            line, = axes.plot(epochs, curve, label=f"{row['model']} fold {row['fold']}: best val {min(curve):.4f} "
-                              f"at {row['best_epoch']}, test {row['mae']:.4f}")
+            stop = f"patience {record['patience']}" if row.get("early_stopped") else f"{row['epochs']} epochs"
+            line, = axes.plot(epochs, curve, label=f"{row['model']} fold {row['fold']} ({stop}): best val "
+                              f"{min(curve):.4f} at {row['best_epoch']}, test {row['mae']:.4f}",
+                              linewidth=1.0 if row.get("early_stopped") else 1.5)
             axes.axvline(row["best_epoch"], color=line.get_color(), linestyle=":", linewidth=1)
     axes.set(xlabel="epoch", ylabel="validation MAE (held-out entries)")
     axes.set_ylim(top=min(axes.get_ylim()[1], 0.4))
