@@ -66,18 +66,28 @@ def load_split(data_dir: str | None) -> Split:
     return imputation_split(dataset, protocol="deari", rate=0.1, seed=0, fold=0)
 
 
+def _variant_model(name: str, n_features: int, base: DEARIConfig) -> tuple[DEARICore, torch.optim.Optimizer]:
+    """The variant's DEARI-3 core (seed 0, so every variant starts from the same draw) and its Adam."""
+    fast, _threads, width = VARIANTS[name]
+    torch.manual_seed(0)
+    core = DEARICore(n_features, base.replace(fast_attention=fast, attention_feedforward=width))
+    return core, torch.optim.Adam(core.parameters(), lr=base.lr, weight_decay=base.weight_decay)
+
+
+def _train_step(core: DEARICore, optimizer: torch.optim.Optimizer, batch: Any) -> None:
+    """One forward + backward + Adam step."""
+    optimizer.zero_grad(set_to_none=True)
+    core(batch).loss.backward()
+    optimizer.step()
+
+
 def measure_speed(split: Split, variants: list[str], rounds: int, steps: int) -> dict[str, Any]:
     """Median training-step and validation-inference seconds per variant, interleaved over rounds."""
     base = DEARIConfig(n_layers=3, device="cpu")
     train = prepare(split.train, base.delta_convention, torch.device("cpu"))
     val = prepare(split.val, base.delta_convention, torch.device("cpu"))
     batches = [batch for _, batch in train.batches(base.batch_size)]
-    models: dict[str, tuple[DEARICore, torch.optim.Optimizer]] = {}
-    for name in variants:
-        fast, _threads, width = VARIANTS[name]
-        torch.manual_seed(0)
-        core = DEARICore(train.values.shape[-1], base.replace(fast_attention=fast, attention_feedforward=width))
-        models[name] = (core, torch.optim.Adam(core.parameters(), lr=base.lr, weight_decay=base.weight_decay))
+    models = {name: _variant_model(name, train.values.shape[-1], base) for name in variants}
     step_times: dict[str, list[float]] = {name: [] for name in variants}
     infer_times: dict[str, list[float]] = {name: [] for name in variants}
     position = 0
@@ -88,9 +98,7 @@ def measure_speed(split: Split, variants: list[str], rounds: int, steps: int) ->
             core.train()
             start = time.perf_counter()
             for _ in range(steps):
-                optimizer.zero_grad(set_to_none=True)
-                core(batches[position % len(batches)]).loss.backward()
-                optimizer.step()
+                _train_step(core, optimizer, batches[position % len(batches)])
                 position += 1
             step_seconds = (time.perf_counter() - start) / steps
             start = time.perf_counter()
@@ -115,12 +123,6 @@ def measure_speed(split: Split, variants: list[str], rounds: int, steps: int) ->
             "batches_per_epoch": n_steps, "n_val": len(split.val)}
 
 
-def _train_step(core: DEARICore, optimizer: torch.optim.Optimizer, batch: Any) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    core(batch).loss.backward()
-    optimizer.step()
-
-
 def _op_shapes(event: Any) -> str:
     return " x ".join(str(list(shape)) for shape in event.input_shapes if shape)
 
@@ -139,11 +141,9 @@ def profile_step(split: Split, variants: list[str], steps: int, top: int = 12) -
     batches = [batch for _, batch in train.batches(base.batch_size)]
     results = []
     for name in variants:
-        fast, threads, width = VARIANTS[name]
+        _fast, threads, width = VARIANTS[name]
         torch.set_num_threads(threads)
-        torch.manual_seed(0)
-        core = DEARICore(train.values.shape[-1], base.replace(fast_attention=fast, attention_feedforward=width))
-        optimizer = torch.optim.Adam(core.parameters(), lr=base.lr, weight_decay=base.weight_decay)
+        core, optimizer = _variant_model(name, train.values.shape[-1], base)
         core.train()
         for index in range(2):
             _train_step(core, optimizer, batches[index])

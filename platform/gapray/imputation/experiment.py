@@ -53,10 +53,9 @@ def build_model(name: str, **overrides: Any) -> Any:
         config = BRITSConfig(cell="lstm" if name == "brits-lstm" else "gru", dml=name == "brits-dml",
                              dml_pooling="mean")
         return BRITS(config, **overrides)
-    if name in ("deari", "deari-dml"):
-        return DEARI(DEARIConfig(n_layers=3, dml=name == "deari-dml", dml_pooling="cls"), **overrides)
-    if name == "deari-fast":
-        return DEARI(DEARIConfig(n_layers=3, dml_pooling="cls", **FAST_PRESET), **overrides)
+    if name in ("deari", "deari-dml", "deari-fast"):
+        preset = FAST_PRESET if name == "deari-fast" else {}
+        return DEARI(DEARIConfig(n_layers=3, dml=name == "deari-dml", dml_pooling="cls", **preset), **overrides)
     if name == "bayes-brits":
         return BRITS(BRITSConfig(cell="lstm", **BAYESIAN_DEFAULTS), **overrides)
     if name in ("bayes-deari", "bayes-deari-dml"):

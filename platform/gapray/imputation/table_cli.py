@@ -20,10 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gapray.imputation.experiment import BAYESIAN_MODEL_NAMES, build_model
+from gapray.imputation.experiment import MODEL_NAMES, build_model
 
-TABLE_MODEL_NAMES = ("brits-lstm", "brits-gru", "brits-dml", "deari", "deari-dml", "deari-fast",
-                     *BAYESIAN_MODEL_NAMES)
+TABLE_MODEL_NAMES = tuple(name for name in MODEL_NAMES if name not in ("mean", "locf"))
 """Models ``gapray fit`` trains (the recurrent rows of DEARI Table 1)."""
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
