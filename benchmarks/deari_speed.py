@@ -19,7 +19,8 @@ Every variant trains the same DEARI-3 (hidden 108, PhysioNet set-a, deari protoc
 fold 0, batch 64) on the same real batches. ``--part speed`` builds one model per variant, then
 runs rounds in which each variant in turn takes ``--steps`` training steps (forward, backward,
 Adam) and one inference pass over the validation set, so machine drift hits all variants alike;
-it reports the median over rounds and the ratio against ``fp32-1t``. Seconds per epoch are
+it reports the median over rounds and the ratio against ``fp32-1t``; the uncounted warm-up round
+holds the compile time of the ``-compile-`` variants. Seconds per epoch are
 ``50 steps x step time`` (3,200 training records) plus one validation pass.
 
 Results to expect (measured, see ``benchmarks/results/deari_speed.md``): the issue's idle-machine
@@ -36,7 +37,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -48,16 +49,36 @@ from gapray.imputation.deari.core import DEARICore
 from gapray.imputation.training import impute_prepared, prepare
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = {  # name: (fast_attention, threads, feed-forward width)
-    "fp32-1t": (False, 1, 2048),
-    "fp32-2t": (False, 2, 2048),
-    "fast-1t": (True, 1, 2048),
-    "fast-2t": (True, 2, 2048),
-    "fp32-1t-ff512": (False, 1, 512),
-    "fast-1t-ff512": (True, 1, 512),
-    "fast-1t-ff256": (True, 1, 256),
-    "fast-2t-ff512": (True, 2, 512),
-    "fast-2t-ff256": (True, 2, 256),
+
+
+class Variant(NamedTuple):
+    """How one timed DEARI-3 runs: encoder precision, torch threads, encoder width, what is compiled."""
+
+    fast: bool  # DEARIConfig.fast_attention: bf16 encoders + 16-bit dropout masks
+    threads: int
+    feedforward: int  # the encoders' feed-forward width (paper 2048)
+    # torch.compile (inductor) of "": nothing, "rnn": the recurrence (DEARIConfig.compile_recurrence),
+    # "encoders": the attention encoders, "all": both
+    compile: str = ""
+
+
+VARIANTS = {
+    "fp32-1t": Variant(False, 1, 2048),
+    "fp32-2t": Variant(False, 2, 2048),
+    "fast-1t": Variant(True, 1, 2048),
+    "fast-2t": Variant(True, 2, 2048),
+    "fp32-1t-ff512": Variant(False, 1, 512),
+    "fast-1t-ff512": Variant(True, 1, 512),
+    "fast-1t-ff256": Variant(True, 1, 256),
+    "fast-2t-ff512": Variant(True, 2, 512),
+    "fast-2t-ff256": Variant(True, 2, 256),
+    # speed part only: compiling costs about a minute per model, paid in the uncounted warm-up round
+    "fast-1t-compile-rnn": Variant(True, 1, 2048, "rnn"),
+    "fast-2t-compile-rnn": Variant(True, 2, 2048, "rnn"),
+    "fp32-2t-compile-rnn": Variant(False, 2, 2048, "rnn"),
+    "fast-2t-ff256-compile-rnn": Variant(True, 2, 256, "rnn"),
+    "fast-2t-compile-encoders": Variant(True, 2, 2048, "encoders"),
+    "fast-2t-compile-all": Variant(True, 2, 2048, "all"),
 }
 
 
@@ -68,9 +89,14 @@ def load_split(data_dir: str | None) -> Split:
 
 def _variant_model(name: str, n_features: int, base: DEARIConfig) -> tuple[DEARICore, torch.optim.Optimizer]:
     """The variant's DEARI-3 core (seed 0, so every variant starts from the same draw) and its Adam."""
-    fast, _threads, width = VARIANTS[name]
+    variant = VARIANTS[name]
     torch.manual_seed(0)
-    core = DEARICore(n_features, base.replace(fast_attention=fast, attention_feedforward=width))
+    core = DEARICore(n_features, base.replace(fast_attention=variant.fast, attention_feedforward=variant.feedforward,
+                                              compile_recurrence=variant.compile in ("rnn", "all")))
+    if variant.compile in ("encoders", "all"):  # tried, slower: not a config option
+        for transition in core.initial_states:
+            for direction in transition.children():
+                direction.compile(dynamic=False)
     return core, torch.optim.Adam(core.parameters(), lr=base.lr, weight_decay=base.weight_decay)
 
 
@@ -90,11 +116,12 @@ def measure_speed(split: Split, variants: list[str], rounds: int, steps: int) ->
     models = {name: _variant_model(name, train.values.shape[-1], base) for name in variants}
     step_times: dict[str, list[float]] = {name: [] for name in variants}
     infer_times: dict[str, list[float]] = {name: [] for name in variants}
+    warmup_seconds: dict[str, float] = {}  # round 0: first steps, and compiling where a variant compiles
     position = 0
     for round_index in range(rounds + 1):  # round 0 warms up and is not counted
         for name in variants:
             core, optimizer = models[name]
-            torch.set_num_threads(VARIANTS[name][1])
+            torch.set_num_threads(VARIANTS[name].threads)
             core.train()
             start = time.perf_counter()
             for _ in range(steps):
@@ -107,6 +134,8 @@ def measure_speed(split: Split, variants: list[str], rounds: int, steps: int) ->
             if round_index:
                 step_times[name].append(step_seconds)
                 infer_times[name].append(infer_seconds)
+            else:
+                warmup_seconds[name] = steps * step_seconds + infer_seconds
             print(f"round {round_index} {name}: step {1000 * step_seconds:.0f} ms, "
                   f"validation inference {infer_seconds:.2f} s", flush=True)
     reference = "fp32-1t" if "fp32-1t" in variants else variants[0]
@@ -114,8 +143,10 @@ def measure_speed(split: Split, variants: list[str], rounds: int, steps: int) ->
     rows = []
     for name in variants:
         step, infer = statistics.median(step_times[name]), statistics.median(infer_times[name])
-        rows.append({"variant": name, "fast_attention": VARIANTS[name][0], "threads": VARIANTS[name][1],
-                     "feedforward": VARIANTS[name][2], "step_ms": 1000 * step, "infer_val_s": infer,
+        variant = VARIANTS[name]
+        rows.append({"variant": name, "fast_attention": variant.fast, "threads": variant.threads,
+                     "feedforward": variant.feedforward, "compile": variant.compile,
+                     "warmup_round_s": warmup_seconds[name], "step_ms": 1000 * step, "infer_val_s": infer,
                      "epoch_s": n_steps * step + infer, "steps": step_times[name], "infer": infer_times[name],
                      "step_ratio": statistics.median(step_times[reference]) / step,
                      "infer_ratio": statistics.median(infer_times[reference]) / infer})
@@ -141,7 +172,7 @@ def profile_step(split: Split, variants: list[str], steps: int, top: int = 12) -
     batches = [batch for _, batch in train.batches(base.batch_size)]
     results = []
     for name in variants:
-        _fast, threads, width = VARIANTS[name]
+        threads, width = VARIANTS[name].threads, VARIANTS[name].feedforward
         torch.set_num_threads(threads)
         core, optimizer = _variant_model(name, train.values.shape[-1], base)
         core.train()
@@ -174,9 +205,9 @@ def measure_accuracy(split: Split, variants: list[str], epochs: int, seeds: list
     rows = []
     for seed in seeds:
         for name in variants:
-            fast, _threads, width = VARIANTS[name]
+            variant = VARIANTS[name]
             model = DEARI(DEARIConfig(n_layers=3, device="cpu", epochs=epochs, patience=epochs + 1, seed=seed,
-                                      fast_attention=fast, attention_feedforward=width))
+                                      fast_attention=variant.fast, attention_feedforward=variant.feedforward))
             checkpoint = run_dir("deari_speed", f"{name}-seed{seed}-epochs{epochs}") / "checkpoint.pt"
             model, resumed = resume_or_start(model, checkpoint)  # a long guard spans sessions
             if resumed:
@@ -190,6 +221,10 @@ def measure_accuracy(split: Split, variants: list[str], epochs: int, seeds: list
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "val_mae_by_epoch"}), flush=True)
     return {"rows": rows, "epochs": epochs, "seeds": seeds, "threads": threads}
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def write_report(out_dir: Path) -> Path:
@@ -210,11 +245,11 @@ def write_report(out_dir: Path) -> Path:
                       f"{speed['n_val']} validation records; epoch = {speed['batches_per_epoch']} steps + "
                       f"validation. Ratios against `{speed['reference']}` in the same run.", "",
                       "| variant | threads | feed-forward | step ms | step ratio | s/epoch | validation inference s | "
-                      "inference ratio |", "|---|---|---|---|---|---|---|---|"]
+                      "inference ratio | warm-up round s |", "|---|---|---|---|---|---|---|---|---|"]
             for row in speed["rows"]:
                 lines.append(f"| {row['variant']} | {row['threads']} | {row['feedforward']} | {row['step_ms']:.0f} | "
                              f"{row['step_ratio']:.2f}x | {row['epoch_s']:.1f} | {row['infer_val_s']:.2f} | "
-                             f"{row['infer_ratio']:.2f}x |")
+                             f"{row['infer_ratio']:.2f}x | {_seconds(row.get('warmup_round_s'))} |")
             lines.append("")
         profiled = record.get("profile")
         if profiled:
@@ -275,6 +310,9 @@ def main() -> None:
         unknown = set(variants) - set(VARIANTS)
         if unknown:
             raise SystemExit(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+        compiled = [name for name in variants if VARIANTS[name].compile]
+        if compiled and args.part != "speed":
+            raise SystemExit(f"compiled variants {compiled} are timed by --part speed only")
         split = load_split(args.data_dir)
         record: dict[str, Any] = {"command": " ".join(sys.argv), "torch": torch.__version__,
                                   "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),

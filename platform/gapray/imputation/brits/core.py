@@ -8,8 +8,10 @@ layers and the extra terms (deep metric learning, and KL for Bayesian cells).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -111,11 +113,27 @@ class BidirectionalLayer(nn.Module):
                          combination_sigmoid=config.combination_sigmoid,
                          bayesian=bayesian_config(config) if config.bayesian else None)
         self.combined_only = config.reconstruction_terms == "combined"
+        self.compile_recurrence = config.compile_recurrence
+        self._compiled_rits: Callable[..., RITSOutput] | None = None  # built on first training call
 
     def forward(self, values: Tensor, batch: Batch, initial_hidden: Tensor | None = None) -> LayerOutput:
         values, mask, deltas, repeats = batch.recurrence_inputs(values)
         both = torch.stack([values, values.flip(1)])
-        return LayerOutput(self.rits(both, mask, deltas, initial_hidden, repeats), self.combined_only)
+        return LayerOutput(self.recurrence()(both, mask, deltas, initial_hidden, repeats), self.combined_only)
+
+    def recurrence(self) -> Callable[..., RITSOutput]:
+        """The RITS recurrence to call: compiled for training steps when ``compile_recurrence``."""
+        if not (self.compile_recurrence and torch.is_grad_enabled()):
+            return self.rits
+        if self._compiled_rits is None:
+            self._compiled_rits = torch.compile(self.rits.forward)
+        return self._compiled_rits
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (Ray, ``copy.deepcopy``) without the compiled function; it is rebuilt on use."""
+        state = super().__getstate__()
+        state["_compiled_rits"] = None
+        return state
 
 
 def layer_loss(output: LayerOutput, config: BRITSConfig) -> Tensor:
