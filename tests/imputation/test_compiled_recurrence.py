@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import pickle
 
+import pytest
 import torch
 
 from gapray.imputation import BRITSConfig, DEARIConfig
@@ -67,3 +68,13 @@ def test_compile_recurrence_comes_from_the_config() -> None:
                                     compile_recurrence=True))
     assert all(layer.compile_recurrence for layer in core.layers)
     assert not BRITSCore(4, BRITSConfig(hidden_size=8, device="cpu")).layer.compile_recurrence
+
+
+def test_without_a_cpp_compiler_the_error_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CXX", raising=False)
+    core = BRITSCore(4, BRITSConfig(hidden_size=8, device="cpu", compile_recurrence=True))
+    with pytest.raises(RuntimeError, match="compile_recurrence=True needs a C\\+\\+ compiler"):
+        core(_batch())
+    with torch.no_grad():  # inference never compiles
+        assert torch.isfinite(core(_batch(), with_loss=False).imputation).all()

@@ -66,7 +66,8 @@ class BRITSConfig:
     The same equations with fused kernels: outputs and gradients agree with eager to float rounding.
     It pays with several CPU threads and the fast encoders (DEARI-3, PhysioNet, 2 threads: a
     training step 23 % shorter; with fp32 encoders 2 %) after about a minute of compiling per run;
-    on one thread it gains little (``benchmarks/results/deari_speed.md``). Off by default."""
+    on one thread it gains little (``benchmarks/results/deari_speed.md``). On a CPU it needs a C++
+    compiler (inductor). Off by default."""
     lr: float = 5e-4
     """Adam learning rate (reference: 5e-4)."""
     weight_decay: float = 1e-5

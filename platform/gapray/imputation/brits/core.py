@@ -8,6 +8,8 @@ layers and the extra terms (deep metric learning, and KL for Bayesian cells).
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -126,6 +128,10 @@ class BidirectionalLayer(nn.Module):
         if not (self.compile_recurrence and torch.is_grad_enabled()):
             return self.rits
         if self._compiled_rits is None:
+            if next(self.rits.parameters()).device.type == "cpu" and not cpp_compiler_available():
+                raise RuntimeError("compile_recurrence=True needs a C++ compiler for torch.compile on a CPU "
+                                   "(none of $CXX, g++, c++, clang++ found): install one, or set "
+                                   "compile_recurrence=False")
             self._compiled_rits = torch.compile(self.rits.forward)
         return self._compiled_rits
 
@@ -134,6 +140,12 @@ class BidirectionalLayer(nn.Module):
         state = super().__getstate__()
         state["_compiled_rits"] = None
         return state
+
+
+def cpp_compiler_available() -> bool:
+    """Whether inductor's CPU backend can find a C++ compiler (``$CXX``, ``g++``, ``c++``, ``clang++``)."""
+    candidates = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    return any(shutil.which(name) for name in candidates if name)
 
 
 def layer_loss(output: LayerOutput, config: BRITSConfig) -> Tensor:
