@@ -39,7 +39,9 @@ def main() -> None:
                 continue
             epochs = range(1, len(curve) + 1)
             stop = f"patience {record['patience']}" if row.get("early_stopped") else f"{row['epochs']} epochs"
-            line, = axes.plot(epochs, curve, label=f"{row['model']} fold {row['fold']} ({stop}): best val "
+            overrides = record.get("overrides") or {}
+            changed = f" [{', '.join(f'{k}={v}' for k, v in overrides.items())}]" if overrides else ""
+            line, = axes.plot(epochs, curve, label=f"{row['model']}{changed} fold {row['fold']} ({stop}): best val "
                               f"{min(curve):.4f} at {row['best_epoch']}, test {row['mae']:.4f}",
                               linewidth=1.0 if row.get("early_stopped") else 1.5)
             axes.axvline(row["best_epoch"], color=line.get_color(), linestyle=":", linewidth=1)
