@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -41,17 +42,18 @@ def main() -> None:
             stop = f"patience {record['patience']}" if row.get("early_stopped") else f"{row['epochs']} epochs"
             overrides = record.get("overrides") or {}
             changed = f" [{', '.join(f'{k}={v}' for k, v in overrides.items())}]" if overrides else ""
-            line, = axes.plot(epochs, curve, label=f"{row['model']}{changed} fold {row['fold']} ({stop}): best val "
-                              f"{min(curve):.4f} at {row['best_epoch']}, test {row['mae']:.4f}",
+            label = (f"{row['model']}{changed} fold {row['fold']} ({stop}): best val {min(curve):.4f} at "
+                     f"{row['best_epoch']}, test {row['mae']:.4f}")
+            line, = axes.plot(epochs, curve, label=textwrap.fill(label, 110, subsequent_indent="    "),
                               linewidth=1.0 if row.get("early_stopped") else 1.5)
             axes.axvline(row["best_epoch"], color=line.get_color(), linestyle=":", linewidth=1)
     axes.set(xlabel="epoch", ylabel="validation MAE (held-out entries)")
     axes.set_ylim(top=min(axes.get_ylim()[1], 0.4))
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     out = RESULTS / args.out
     figure.tight_layout()
-    figure.savefig(out, dpi=110)
+    figure.savefig(out, dpi=110, bbox_inches="tight")
     print(out)
 
 
