@@ -196,7 +196,9 @@ def main(spec_path: str) -> int:
             result["tracking_uri_on_head"] = run(
                 ["ssh", "-i", f"{home}/.ssh/id_ed25519", "-o", "StrictHostKeyChecking=no", "-o",
                  "UserKnownHostsFile=/dev/null", f"{spec['user']}@127.0.0.1",
-                 "bash --login -i -c 'echo $MLFLOW_TRACKING_URI'"],
+                 # stderr dropped: bash -i without a terminal warns "no job control" on it, and ssh
+                 # delivers stderr and stdout on separate channels, so the warning could land last
+                 "bash --login -i -c 'echo $MLFLOW_TRACKING_URI' 2>/dev/null"],
                 "tracking_uri", timeout=60, env=laptop)["output"].strip().splitlines()[-1:]
             result["mlflow"] = read_back(home)
             save()
