@@ -357,24 +357,53 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _bayesian_table(record: dict[str, Any]) -> list[str]:
-    """Interval scores of the Bayesian rows and their cost against the run's deterministic DEARI."""
+# settings that make two results files' test folds the same entries, so their rows compare
+_SAME_SPLIT = ("dataset", "protocol", "mask_rate", "seed", "delta_convention", "hidden_size")
+
+
+def _deterministic_deari(record: dict[str, Any], fold: int,
+                         others: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any] | None, str | None]:
+    """The ``deari`` row a Bayesian row of ``record`` is compared with: the one of the same run,
+    else (a Bayesian run of its own tag) that of another results file on the same split, model
+    seed and patience, whose file name is returned with it."""
+    row = next((r for r in record["rows"] if r["model"] == "deari" and r["fold"] == fold), None)
+    if row is not None:
+        return row, None
+    for name, other in others:
+        if other is record or any(other.get(k) != record.get(k) for k in (*_SAME_SPLIT, "model_seed", "patience")):
+            continue
+        row = next((r for r in other["rows"] if r["model"] == "deari" and r["fold"] == fold), None)
+        if row is not None:
+            return row, name
+    return None, None
+
+
+def _bayesian_table(record: dict[str, Any], others: list[tuple[str, dict[str, Any]]] | None = None) -> list[str]:
+    """Interval scores of the Bayesian rows and their cost against the deterministic DEARI of the
+    same run or, failing that, of another results file on the same split (``others``: file name
+    and record of every results file)."""
     rows = [r for r in record["rows"] if "picp" in r]
     if not rows:
         return []
     settings = record.get("bayesian", {})
+    references = {row["fold"]: _deterministic_deari(record, row["fold"], others or []) for row in rows}
+    sources = sorted({name for _, name in references.values() if name})
+    against = "the `deari` row of this run" if not sources else \
+        f"the `deari` row of {', '.join(f'`{name}`' for name in sources)} (same split and patience)"
     lines = ["", f"Bayesian rows: MAE/MRE above are of the Monte Carlo mean of {rows[0].get('n_samples')} passes; "
              f"{100 * rows[0].get('level', 0.9):.0f} % Gaussian intervals (mean +- z std); calibrated = "
-             "split-conformal scaling of the std on the validation set's removed entries; CRPS from the samples "
-             "(raw) and Gaussian with the calibrated std; frozen MAE = posterior means only; "
-             f"settings {json.dumps(settings)}. Costs are relative to the `deari` row of this run "
+             "split-conformal scaling of the std on the validation set's removed entries, gap-cond. = one "
+             "scaling per gap length (what `predict` returns); CRPS from the samples "
+             "(raw) and Gaussian with the calibrated std; Spearman = rank correlation of the std with the "
+             "absolute error (0: the std carries no information); frozen MAE = posterior means only; "
+             f"settings {json.dumps(settings)}. MAE difference and costs are against {against} "
              "(MC s / DEARI inference s: Monte Carlo pass over test vs one deterministic DEARI pass).", "",
              "| model | fold | MAE | frozen MAE | MAE - DEARI | PICP raw | width raw | CRPS raw | PICP cal. | "
-             "width cal. | CRPS cal. | conformal z | fit s | fit / DEARI | 1 pass s | MC s | MC / 1 pass | "
-             "MC / DEARI pass |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "width cal. | CRPS cal. | PICP gap-cond. | width gap-cond. | Spearman | conformal z | fit s | "
+             "fit / DEARI | 1 pass s | MC s | MC / 1 pass | MC / DEARI pass |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        det = next((r for r in record["rows"] if r["model"] == "deari" and r["fold"] == row["fold"]), None)
+        det, _ = references[row["fold"]]
         diff = None if det is None else row["mae"] - det["mae"]
         fit_ratio = None if det is None else row["fit_seconds"] / det["fit_seconds"]
         det_pass = None if det is None else det.get("predict_seconds")
@@ -382,7 +411,9 @@ def _bayesian_table(record: dict[str, Any]) -> list[str]:
             f"| {row['model']} | {row['fold']} | {_fmt(row['mae'])} | {_fmt(row.get('frozen_mae'))} | "
             f"{_fmt(diff) if diff is None else f'{diff:+.4f}'} | {_fmt(row['picp'], 3)} | {_fmt(row['width'])} | "
             f"{_fmt(row.get('crps'))} | {_fmt(row['calibrated_picp'], 3)} | {_fmt(row['calibrated_width'])} | "
-            f"{_fmt(row['calibrated_crps'])} | {_fmt(row.get('conformal_multiplier'), 2)} | "
+            f"{_fmt(row['calibrated_crps'])} | {_fmt(row.get('mondrian_picp'), 3)} | "
+            f"{_fmt(row.get('mondrian_width'))} | {_fmt(row.get('spearman'), 3)} | "
+            f"{_fmt(row.get('conformal_multiplier'), 2)} | "
             f"{_fmt(row['fit_seconds'], 1)} | {_fmt(fit_ratio, 2)} | {_fmt(row['predict_seconds_1pass'], 2)} | "
             f"{_fmt(row['predict_seconds_mc'], 2)} | {_fmt(row['mc_cost_ratio'], 2)} | "
             f"{_fmt(None if not det_pass else row['predict_seconds_mc'] / det_pass, 2)} |")
@@ -395,9 +426,9 @@ def write_report(out_dir: Path) -> Path:
              "Generated by `benchmarks/imputation.py` from the `imputation_*.json` files beside this one.",
              "MAE/MRE on the held-out entries of the test fold (standardised units); "
              "samples/s = training samples per second (median over epochs, validation excluded).", ""]
-    for path in sorted(out_dir.glob("imputation_*.json")):
-        record = json.loads(path.read_text())
-        lines += [f"## {record['dataset']} `{path.name}`", "",
+    records = [(path.name, json.loads(path.read_text())) for path in sorted(out_dir.glob("imputation_*.json"))]
+    for name, record in records:
+        lines += [f"## {record['dataset']} `{name}`", "",
                   f"Command: `{record['command']}`  ", f"Started {record['started']}, finished "
                   f"{record.get('finished', '(running or interrupted)')}; protocol {record['protocol']}, "
                   f"mask {record['mask_rate']}, split seed {record['seed']}, model seed "
@@ -415,7 +446,7 @@ def write_report(out_dir: Path) -> Path:
                          f"{_fmt(row.get('paper_mae'))} | {_fmt(epochs)} | {_fmt(row.get('best_epoch'))} | "
                          f"{row.get('stopped_by', row.get('note', '-'))} | {_fmt(row['fit_seconds'], 1)} | "
                          f"{_fmt(row.get('samples_per_second'), 1)} |")
-        lines += _bayesian_table(record)
+        lines += _bayesian_table(record, records)
         if record.get("throughput"):
             t = record["throughput"]
             lines += ["", f"Training throughput, BRITS-LSTM hidden {t['hidden_size']}, batch {t['batch_size']}, "

@@ -38,3 +38,46 @@ def test_a_misspelt_field_stops_the_run_before_training(tmp_path: Path, data_dir
     assert "'wieght_decay' is not a DEARIConfig field" in result.stderr and "weight_decay" in result.stderr
     assert not (tmp_path / "cache" / "runs" / "imputation" / "typo").exists()
     assert "Traceback" not in result.stderr
+
+
+def _record(rows: list[dict], patience: int = 10, seed: int = 0) -> dict:
+    return {"dataset": "physionet2012-a", "protocol": "deari", "mask_rate": 0.1, "seed": seed, "model_seed": seed,
+            "delta_convention": "brits", "hidden_size": 108, "batch_size": 64, "threads": 1, "epochs": 300,
+            "max_minutes": None, "patience": patience, "command": "c", "started": "s", "rows": rows,
+            "bayesian": {"unfreeze_every": 100, "n_samples": 10}}
+
+
+def _bayes_row() -> dict:
+    scores = {"picp": 0.5, "width": 0.1, "crps": 0.2, "calibrated_picp": 0.9, "calibrated_width": 1.5,
+              "calibrated_crps": 0.19, "mondrian_picp": 0.901, "mondrian_width": 1.4, "spearman": 0.3125,
+              "conformal_multiplier": 7.0, "predict_seconds_1pass": 1.0, "predict_seconds_mc": 10.0,
+              "mc_cost_ratio": 10.0, "n_samples": 10, "level": 0.9}
+    return {"model": "bayes-deari", "fold": 0, "mae": 0.2500, "mre": 0.35, "frozen_mae": 0.2510,
+            "fit_seconds": 300.0, **scores}
+
+
+def test_report_compares_a_bayesian_only_run_with_the_deterministic_deari_of_the_same_split(tmp_path: Path) -> None:
+    """A Bayesian run with its own tag has no `deari` row; the report takes it from the results file
+    on the same split and patience, names that file, and shows the std's Spearman correlation."""
+    out = tmp_path / "results"
+    out.mkdir()
+    deari = {"model": "deari", "fold": 0, "mae": 0.2614, "mre": 0.37, "fit_seconds": 100.0, "predict_seconds": 2.0}
+    other_split = {**deari, "mae": 0.9}
+    files = {"imputation_a_other_seed.json": _record([other_split], seed=1),
+             "imputation_b_other_patience.json": _record([other_split], patience=300),
+             "imputation_c_full.json": _record([deari]),
+             "imputation_d_bayes.json": _record([_bayes_row()])}
+    for name, record in files.items():
+        (out / name).write_text(json.dumps(record))
+    result = subprocess.run([sys.executable, "benchmarks/imputation.py", "--report", "--out-dir", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (out / "imputation.md").read_text()
+    bayes_section = report.split("`imputation_d_bayes.json`")[1]
+    assert "the `deari` row of `imputation_c_full.json`" in bayes_section
+    interval_table = bayes_section.split("Bayesian rows:")[1]
+    row = next(line for line in interval_table.splitlines() if line.startswith("| bayes-deari |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4] == "-0.0114"  # 0.2500 - 0.2614, not the other seed's or patience's 0.9
+    assert cells[11:14] == ["0.901", "1.4000", "0.312"]  # gap-conditional PICP and width, Spearman
+    assert cells[16] == "3.00"  # fit s / DEARI fit s
