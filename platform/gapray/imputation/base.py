@@ -22,6 +22,7 @@ from gapray.data.cache import atomic_write_bytes
 from gapray.data.dataset import DatasetError, TimeSeriesDataset
 from gapray.imputation.bayesian import optimizer_parameter_groups
 from gapray.imputation.config import BRITSConfig
+from gapray.imputation.initialisation import reference_initialisation
 from gapray.imputation.predictive import (
     FittedUncertainty,
     add_predictive_std,
@@ -129,6 +130,8 @@ class RecurrentImputer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             core = self._build_core(n_features)
+            if self.config.parameter_init == "reference":
+                reference_initialisation(core)
         self.core = core.to(self.device)
         self.n_features = n_features
         self.optimizer = torch.optim.Adam(optimizer_parameter_groups(self.core, self.config), lr=self.config.lr,

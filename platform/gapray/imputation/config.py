@@ -15,6 +15,7 @@ CellKind = Literal["lstm", "gru"]
 Pooling = Literal["cls", "last", "mean"]
 DeltaConvention = Literal["paper", "brits"]
 ReconstructionTerms = Literal["all", "combined"]
+ParameterInit = Literal["pytorch", "reference"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,11 @@ class BRITSConfig:
     training step 23 % shorter; with fp32 encoders 2 %) after about a minute of compiling per run;
     on one thread it gains little (``benchmarks/results/deari_speed.md``). On a CPU it needs a C++
     compiler (inductor). Off by default."""
+    parameter_init: ParameterInit = "pytorch"
+    """Initial weights: ``pytorch`` every module's default (ours), ``reference`` the DEARI/CSAI
+    code's re-draw of every parameter with >= 2 dimensions from U(+-1/sqrt(size(1)))
+    (:func:`gapray.imputation.initialisation.reference_initialisation`;
+    docs/deari_reference_audit.md #6)."""
     lr: float = 5e-4
     """Adam learning rate (reference: 5e-4)."""
     weight_decay: float = 1e-5
@@ -152,6 +158,8 @@ class BRITSConfig:
                             f"{self.epochs}, {self.patience}")
         if self.reconstruction_terms not in ("all", "combined"):
             problems.append(f"reconstruction_terms must be 'all' or 'combined', got {self.reconstruction_terms!r}")
+        if self.parameter_init not in ("pytorch", "reference"):
+            problems.append(f"parameter_init must be 'pytorch' or 'reference', got {self.parameter_init!r}")
         if self.delta_convention not in ("brits", "paper"):
             problems.append(f"delta_convention must be 'brits' or 'paper', got {self.delta_convention!r}")
         if self.unfreeze_every is not None and self.unfreeze_every < 1:
