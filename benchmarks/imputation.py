@@ -60,7 +60,7 @@ from gapray.data.cache import atomic_write_bytes
 from gapray.data.loaders import load_dataset
 from gapray.data.splits import Split, imputation_split
 from gapray.imputation import BRITS, BRITSConfig, DEARIConfig
-from gapray.imputation.checkpoint import run_dir
+from gapray.imputation.checkpoint import CheckpointMismatch, run_dir
 from gapray.imputation.experiment import (
     BATCH_SIZES,
     BAYESIAN_DEFAULTS,
@@ -294,11 +294,16 @@ def model_row(name: str, split: Split, fold: int, args: argparse.Namespace, batc
         except TypeError as error:  # a --set field the model's config lacks (e.g. a DEARI field for BRITS)
             raise SystemExit(f"{name}: {error}; drop that --set for this model or run it separately") from None
         checkpoint = checkpoints / f"{name}-fold{fold}.pt"
+        if args.continue_from and not checkpoint.exists() and hasattr(model, "state"):  # baselines keep none
+            _copy_checkpoint(run_dir("imputation", args.continue_from) / checkpoint.name, checkpoint)
         if checkpoint.exists() and not args.resume:
             raise SystemExit(f"{checkpoint} holds an earlier run of {name} fold {fold} with tag {args.tag!r}: "
                              "pass --resume to continue it, or delete it to start again")
-        row = fit_and_score(model, split, n_samples=args.n_samples, level=args.level,
-                            checkpoint_path=checkpoint, show_progress=not args.no_progress)
+        try:
+            row = fit_and_score(model, split, n_samples=args.n_samples, level=args.level,
+                                checkpoint_path=checkpoint, show_progress=not args.no_progress)
+        except CheckpointMismatch as error:  # --resume / --continue-from with other settings
+            raise SystemExit(f"{name} fold {fold}: {error}") from None
         if name in BAYESIAN_MODEL_NAMES:
             row["config"] = {k: getattr(model.config, k) for k in ("unfreeze_every", "n_samples", "kl_weight")}
         if row.get("epochs"):
@@ -307,6 +312,17 @@ def model_row(name: str, split: Split, fold: int, args: argparse.Namespace, batc
     row.update({"model": name, "fold": fold, "wall_seconds": time.perf_counter() - start,
                 "paper_mae": PAPER_MAE.get(args.dataset.split("-per")[0], {}).get(name)})
     return row
+
+
+def _copy_checkpoint(source: Path, target: Path) -> None:
+    """``--continue-from``: this tag's run starts as a copy of another tag's checkpoint (which is
+    left untouched), e.g. an early-stopped run continued to the epoch limit without patience."""
+    if not source.exists():
+        raise SystemExit(f"--continue-from: no checkpoint {source}; run that tag first or drop this model")
+    with source.open("rb") as handle:
+        data = handle.read()
+    atomic_write_bytes(target, lambda out: out.write(data))
+    print(f"{target.name}: continuing a copy of {source}", flush=True)
 
 
 def _announce_checkpoints(args: argparse.Namespace, checkpoints: Path) -> None:
@@ -493,6 +509,10 @@ def main() -> None:
                         help="continue an interrupted run of this tag: rows already in its results file are kept and "
                              "skipped, a model with a checkpoint under $GAPRAY_CACHE_DIR/runs/imputation/<tag>/ "
                              "continues from its last finished epoch")
+    parser.add_argument("--continue-from", default=None, metavar="TAG",
+                        help="start each model of this run from a copy of its checkpoint under tag TAG (left "
+                             "untouched), then continue as with --resume; e.g. an early-stopped run continued to "
+                             "--epochs with a larger --patience under a new --tag")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (log files)")
     parser.add_argument("--device", default=None, help="auto (default: CUDA when available), cpu or cuda")
     parser.add_argument("--fast", action="store_true",
@@ -508,6 +528,11 @@ def main() -> None:
     args = parser.parse_args()
     if not args.report:
         args.tag = args.tag or args.dataset
+        if args.continue_from is not None:
+            if args.continue_from == args.tag:
+                raise SystemExit(f"--continue-from {args.continue_from!r} is this run's own --tag: give the "
+                                 "continued run a new --tag (or use --resume to continue this one)")
+            args.resume = True  # the copies are continued like an interrupted run of this tag
         run(args)
     print(write_report(Path(args.out_dir)))
 

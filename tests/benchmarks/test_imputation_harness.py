@@ -81,3 +81,31 @@ def test_report_compares_a_bayesian_only_run_with_the_deterministic_deari_of_the
     assert cells[4] == "-0.0114"  # 0.2500 - 0.2614, not the other seed's or patience's 0.9
     assert cells[11:14] == ["0.901", "1.4000", "0.312"]  # gap-conditional PICP and width, Spearman
     assert cells[16] == "3.00"  # fit s / DEARI fit s
+
+
+def test_continue_from_extends_a_copy_of_another_tags_run_and_leaves_it_untouched(
+        tmp_path: Path, data_dir: Path) -> None:
+    """The 300-epoch variant of an early-stopped row: its checkpoint copied under a new tag and continued."""
+    short = _harness(tmp_path, data_dir, "short", "--set", "lr=1e-3")  # --epochs 1
+    assert short.returncode == 0, short.stderr[-2000:]
+    runs = tmp_path / "cache" / "runs" / "imputation"
+    source = runs / "short" / "brits-gru-fold0.pt"
+    before = source.read_bytes()
+    longer = _harness(tmp_path, data_dir, "long", "--set", "lr=1e-3", "--continue-from", "short", "--epochs", "2")
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    assert "continuing a copy of" in longer.stdout
+    assert source.read_bytes() == before
+    first, continued = (torch.load(runs / tag / "brits-gru-fold0.pt", map_location="cpu", weights_only=False)
+                        for tag in ("short", "long"))
+    assert first["training"]["epoch"] == 1 and continued["training"]["epoch"] == 2
+    assert continued["training"]["history"][0] == first["training"]["history"][0]  # epoch 1 was not retrained
+    row = json.loads((tmp_path / "results" / "imputation_long.json").read_text())["rows"][0]
+    assert row["resumed_from_epoch"] == 1 and row["epochs"] == 2
+
+    # a continued run with other settings is refused by the checkpoint, a missing source named
+    other = _harness(tmp_path, data_dir, "other", "--continue-from", "short", "--epochs", "2")
+    assert other.returncode != 0 and "other settings" in other.stderr and "lr" in other.stderr
+    assert "Traceback" not in other.stderr
+    missing = _harness(tmp_path, data_dir, "missing", "--continue-from", "nothing-here")
+    assert missing.returncode != 0 and "no checkpoint" in missing.stderr and "nothing-here" in missing.stderr
+    assert "Traceback" not in missing.stderr
