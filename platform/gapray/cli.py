@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "gapray.imputation.cli",
     "gapray.imputation.table_cli",
     "gapray.imputation.uncertainty_cli",
+    "gapray.imputation.runs_cli",
 )
 
 
