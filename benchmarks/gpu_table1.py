@@ -46,7 +46,7 @@ def job_arguments(args: argparse.Namespace) -> argparse.Namespace:
         delta_convention="brits", epochs=args.epochs, patience=args.patience, max_minutes=args.max_minutes,
         hidden_size=args.hidden_size, unfreeze_every=None, n_samples=10, kl_weight=None, level=0.9,
         device=args.device, fast=args.fast, resume=args.resume, no_progress=True, tag=args.tag,
-        per_station=False)
+        per_station=False, continue_from=None)
 
 
 def run_job(name: str, fold: int, settings: argparse.Namespace, n_records: int | None,
