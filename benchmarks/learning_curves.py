@@ -40,7 +40,9 @@ def main() -> None:
                 continue
             epochs = range(1, len(curve) + 1)
             stop = f"patience {record['patience']}" if row.get("early_stopped") else f"{row['epochs']} epochs"
-            overrides = record.get("overrides") or {}
+            overrides = dict(record.get("overrides") or {})
+            if record.get("aggregate") not in (None, "last"):  # PhysioNet hourly mean instead of the last value
+                overrides["aggregate"] = record["aggregate"]
             changed = f" [{', '.join(f'{k}={v}' for k, v in overrides.items())}]" if overrides else ""
             label = (f"{row['model']}{changed} fold {row['fold']} ({stop}): best val {min(curve):.4f} at "
                      f"{row['best_epoch']}, test {row['mae']:.4f}")
