@@ -373,20 +373,23 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-# settings that make two results files' test folds the same entries, so their rows compare
-_SAME_SPLIT = ("dataset", "protocol", "mask_rate", "seed", "delta_convention", "hidden_size")
+# settings that make two results files' test folds the same entries and values, so their rows compare
+_SAME_SPLIT = ("dataset", "protocol", "mask_rate", "seed", "delta_convention", "hidden_size", "aggregate")
 
 
 def _deterministic_deari(record: dict[str, Any], fold: int,
                          others: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any] | None, str | None]:
     """The ``deari`` row a Bayesian row of ``record`` is compared with: the one of the same run,
     else (a Bayesian run of its own tag) that of another results file on the same split, model
-    seed and patience, whose file name is returned with it."""
+    seed, patience and ``--set`` overrides, whose file name is returned with it."""
     row = next((r for r in record["rows"] if r["model"] == "deari" and r["fold"] == fold), None)
     if row is not None:
         return row, None
+    mine = {**_setting_defaults(record), **record}
     for name, other in others:
-        if other is record or any(other.get(k) != record.get(k) for k in (*_SAME_SPLIT, "model_seed", "patience")):
+        theirs = {**_setting_defaults(other), **other}  # files written before a setting existed
+        if other is record or any(theirs.get(k) != mine.get(k)
+                                  for k in (*_SAME_SPLIT, "model_seed", "patience", "overrides")):
             continue
         row = next((r for r in other["rows"] if r["model"] == "deari" and r["fold"] == fold), None)
         if row is not None:

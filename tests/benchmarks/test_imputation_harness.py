@@ -64,6 +64,8 @@ def test_report_compares_a_bayesian_only_run_with_the_deterministic_deari_of_the
     deari = {"model": "deari", "fold": 0, "mae": 0.2614, "mre": 0.37, "fit_seconds": 100.0, "predict_seconds": 2.0}
     other_split = {**deari, "mae": 0.9}
     files = {"imputation_a_other_seed.json": _record([other_split], seed=1),
+             "imputation_aa_hourly_mean.json": {**_record([other_split]), "aggregate": "mean"},
+             "imputation_ab_overrides.json": {**_record([other_split]), "overrides": {"weight_decay": 6e-7}},
              "imputation_b_other_patience.json": _record([other_split], patience=300),
              "imputation_c_full.json": _record([deari]),
              "imputation_d_bayes.json": _record([_bayes_row()])}
