@@ -43,6 +43,8 @@ def main() -> None:
             overrides = dict(record.get("overrides") or {})
             if record.get("aggregate") not in (None, "last"):  # PhysioNet hourly mean instead of the last value
                 overrides["aggregate"] = record["aggregate"]
+            if record.get("model_seed", record.get("seed")) != record.get("seed"):
+                overrides["model_seed"] = record["model_seed"]
             changed = f" [{', '.join(f'{k}={v}' for k, v in overrides.items())}]" if overrides else ""
             label = (f"{row['model']}{changed} fold {row['fold']} ({stop}): best val {min(curve):.4f} at "
                      f"{row['best_epoch']}, test {row['mae']:.4f}")
