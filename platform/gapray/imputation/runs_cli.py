@@ -44,7 +44,7 @@ class RunStatus:
     saved_minutes_ago: float
 
 
-def run_status(path: Path, root: Path, now: float | None = None) -> RunStatus:
+def run_status(path: Path, root: Path) -> RunStatus:
     """The :class:`RunStatus` of the checkpoint at ``path`` (``root``: the runs folder).
 
     Raises ``ValueError`` naming the file when it is not a gapray training checkpoint.
@@ -75,7 +75,7 @@ def run_status(path: Path, root: Path, now: float | None = None) -> RunStatus:
         epochs=epochs, best_val_mae=None if best is None or not math.isfinite(best) else float(best),
         best_epoch=int(training.get("best_epoch", 0)), bad_epochs=int(training.get("bad_epochs", 0)),
         patience=int(config.get("patience", 0)), state=state, seconds_per_epoch=seconds, hours_left=hours_left,
-        saved_minutes_ago=((time.time() if now is None else now) - path.stat().st_mtime) / 60)
+        saved_minutes_ago=(time.time() - path.stat().st_mtime) / 60)
 
 
 def list_runs(cache_dir: str | Path | None = None, kind: str | None = None) -> tuple[list[RunStatus], list[str]]:
@@ -83,9 +83,8 @@ def list_runs(cache_dir: str | Path | None = None, kind: str | None = None) -> t
     root = cache_root(cache_dir) / "runs"
     base = root / kind if kind else root
     statuses, problems = [], []
+    # an atomic save's temporary file ends in .tmp, so a checkpoint being written is not listed
     for path in sorted(base.rglob("*.pt")) if base.is_dir() else []:
-        if path.name.startswith("."):  # a checkpoint being written (atomic save's temporary file)
-            continue
         try:
             statuses.append(run_status(path, root))
         except ValueError as error:
