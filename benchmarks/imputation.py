@@ -409,18 +409,22 @@ def _bayesian_table(record: dict[str, Any], others: list[tuple[str, dict[str, An
     sources = sorted({name for _, name in references.values() if name})
     against = "the `deari` row of this run" if not sources else \
         f"the `deari` row of {', '.join(f'`{name}`' for name in sources)} (same split and patience)"
-    lines = ["", f"Bayesian rows: MAE/MRE above are of the Monte Carlo mean of {rows[0].get('n_samples')} passes; "
+    point = ("the posterior-mean pass (every weight at mu; std and intervals from "
+             f"{rows[0].get('n_samples')} Monte Carlo passes)" if rows[0].get("point_estimate") == "posterior_mean"
+             else f"the Monte Carlo mean of {rows[0].get('n_samples')} passes")
+    lines = ["", f"Bayesian rows: MAE/MRE above are of {point}; "
              f"{100 * rows[0].get('level', 0.9):.0f} % Gaussian intervals (mean +- z std); calibrated = "
              "split-conformal scaling of the std on the validation set's removed entries, gap-cond. = one "
              "scaling per gap length (what `predict` returns); CRPS from the samples "
              "(raw) and Gaussian with the calibrated std; Spearman = rank correlation of the std with the "
-             "absolute error (0: the std carries no information); frozen MAE = posterior means only; "
+             "absolute error (0: the std carries no information); frozen MAE = posterior means only, MC-mean "
+             "MAE = mean of the weight samples; "
              f"settings {json.dumps(settings)}. MAE difference and costs are against {against} "
              "(MC s / DEARI inference s: Monte Carlo pass over test vs one deterministic DEARI pass).", "",
-             "| model | fold | MAE | frozen MAE | MAE - DEARI | PICP raw | width raw | CRPS raw | PICP cal. | "
-             "width cal. | CRPS cal. | PICP gap-cond. | width gap-cond. | Spearman | conformal z | fit s | "
+             "| model | fold | MAE | frozen MAE | MC-mean MAE | MAE - DEARI | PICP raw | width raw | CRPS raw | "
+             "PICP cal. | width cal. | CRPS cal. | PICP gap-cond. | width gap-cond. | Spearman | conformal z | fit s | "
              "fit / DEARI | 1 pass s | MC s | MC / 1 pass | MC / DEARI pass |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         det, _ = references[row["fold"]]
         diff = None if det is None else row["mae"] - det["mae"]
@@ -428,6 +432,7 @@ def _bayesian_table(record: dict[str, Any], others: list[tuple[str, dict[str, An
         det_pass = None if det is None else det.get("predict_seconds")
         lines.append(
             f"| {row['model']} | {row['fold']} | {_fmt(row['mae'])} | {_fmt(row.get('frozen_mae'))} | "
+            f"{_fmt(row.get('mc_mean_mae', None if row.get('point_estimate') == 'posterior_mean' else row['mae']))} | "
             f"{_fmt(diff) if diff is None else f'{diff:+.4f}'} | {_fmt(row['picp'], 3)} | {_fmt(row['width'])} | "
             f"{_fmt(row.get('crps'))} | {_fmt(row['calibrated_picp'], 3)} | {_fmt(row['calibrated_width'])} | "
             f"{_fmt(row['calibrated_crps'])} | {_fmt(row.get('mondrian_picp'), 3)} | "

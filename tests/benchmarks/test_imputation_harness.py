@@ -80,9 +80,11 @@ def test_report_compares_a_bayesian_only_run_with_the_deterministic_deari_of_the
     interval_table = bayes_section.split("Bayesian rows:")[1]
     row = next(line for line in interval_table.splitlines() if line.startswith("| bayes-deari |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[4] == "-0.0114"  # 0.2500 - 0.2614, not the other seed's or patience's 0.9
-    assert cells[11:14] == ["0.901", "1.4000", "0.312"]  # gap-conditional PICP and width, Spearman
-    assert cells[16] == "3.00"  # fit s / DEARI fit s
+    assert cells[2:4] == ["0.2500", "0.2510"]  # MAE, frozen MAE
+    assert cells[4] == "0.2500"  # a row written before point_estimate existed was scored on the MC mean
+    assert cells[5] == "-0.0114"  # 0.2500 - 0.2614, not the other seed's or patience's 0.9
+    assert cells[12:15] == ["0.901", "1.4000", "0.312"]  # gap-conditional PICP and width, Spearman
+    assert cells[17] == "3.00"  # fit s / DEARI fit s
 
 
 def test_continue_from_extends_a_copy_of_another_tags_run_and_leaves_it_untouched(

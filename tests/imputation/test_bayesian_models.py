@@ -87,7 +87,9 @@ def test_monte_carlo_prediction_keys_and_invariants(tmp_path: Path) -> None:
     assert np.allclose(prediction["std"], np.hypot(prediction["epistemic_std"], prediction["aleatoric_std"]))
     assert np.all(prediction["lower"] <= prediction["imputation"])
     assert np.all(prediction["imputation"] <= prediction["upper"])
-    assert np.allclose(prediction["imputation"], prediction["samples"].mean(0), atol=1e-6)
+    # default point estimate: the posterior-mean pass, not the samples' mean (they differ here)
+    assert np.array_equal(prediction["imputation"], model.predict(test, n_samples=0)["imputation"])
+    assert not np.allclose(prediction["imputation"], prediction["samples"].mean(0), atol=1e-6)
     # calibrated: mean +- q_gap * std with the validation multipliers; raw: mean +- z * std
     scaler = model.uncertainty.calibration.scaler(0.8)
     half = (scaler.multipliers(gap_groups(test.mask)) * prediction["std"])[~observed]
@@ -114,6 +116,25 @@ def test_monte_carlo_prediction_keys_and_invariants(tmp_path: Path) -> None:
     deterministic.fit(_sines(n=16))
     with pytest.raises(ValueError, match="not Bayesian"):
         deterministic.predict(test, n_samples=3)
+    with pytest.raises(ValueError, match="point_estimate must be"):
+        BRITSConfig(bayesian=True, point_estimate="median")
+
+
+def test_a_loaded_finished_bayesian_run_fits_its_uncertainty_when_fit_is_called(tmp_path: Path) -> None:
+    """Checkpoints are saved after every epoch, before ``fit`` ends with ``fit_uncertainty``: a
+    finished run loaded from one (``--resume`` of a done row) must still get its calibration."""
+    train, val = _sines(n=32), _sines(n=16, seed=1)
+    model = BRITS(BRITSConfig(bayesian=True, unfreeze_every=1, epochs=1, cell="gru", **TINY))
+    model.fit(train, val, checkpoint_path=tmp_path / "run.pt")
+    loaded = BRITS.load(tmp_path / "run.pt")
+    assert loaded.uncertainty is None  # saved at the end of the epoch
+    assert loaded.fit(train, val) == []  # nothing left to train
+    assert loaded.uncertainty is not None and loaded.uncertainty.calibration is not None
+    torch.manual_seed(0)
+    expected = model.predict(_sines(n=8, seed=2), n_samples=3)
+    torch.manual_seed(0)
+    got = loaded.predict(_sines(n=8, seed=2), n_samples=3)
+    assert all(np.allclose(got[k], expected[k]) for k in ("imputation", "std", "lower", "upper"))
 
 
 def _correlated_sines(n: int, seed: int, steps: int = 20, long_gaps: bool = False) -> TimeSeriesDataset:
@@ -216,7 +237,13 @@ def test_monte_carlo_prediction_is_seeded_and_collapses_to_the_frozen_network(mo
     again = model.predict(test, n_samples=5, return_samples=True)
     assert all(np.array_equal(first[key], again[key]) for key in first)
     frozen = model.predict(test, n_samples=0)["imputation"]
-    assert not np.allclose(first["imputation"], frozen, atol=1e-3)
+    assert np.array_equal(first["imputation"], frozen)  # point_estimate="posterior_mean"
+    assert not np.allclose(first["samples"].mean(0), frozen, atol=1e-3)
+    model.config = model.config.replace(point_estimate="mc_mean")
+    torch.manual_seed(0)
+    averaged = model.predict(test, n_samples=5, return_samples=True)
+    assert np.allclose(averaged["imputation"], averaged["samples"].mean(0), atol=1e-6)
+    assert np.array_equal(averaged["std"], first["std"])  # the spread does not depend on the point
     # a posterior with zero spread (softplus(-200) == 0): every weight sample is the frozen network;
     # the masked passes still move the missing entries (aleatoric part)
     collapsed = _bayesian_model(model_class, rho_init=-200.0)

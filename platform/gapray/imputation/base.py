@@ -180,7 +180,7 @@ class RecurrentImputer:
         if self.state.best_weights is not None:
             self._resume_weights = {k: v.detach().clone() for k, v in core.state_dict().items()}
             core.load_state_dict(self.state.best_weights)
-        if self.config.bayesian and history:
+        if self.config.bayesian and (history or self.uncertainty is None):  # also a loaded finished run
             self.fit_uncertainty(train, val)
         return history
 
@@ -241,12 +241,19 @@ class RecurrentImputer:
         return prepare(dataset, self.config.delta_convention, self.device, with_target=with_target)
 
     def _moments(self, dataset: TimeSeriesDataset, n_samples: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Monte Carlo moments and weight samples (:func:`gapray.imputation.predictive.monte_carlo_moments`)."""
+        """Monte Carlo moments and weight samples (:func:`gapray.imputation.predictive.monte_carlo_moments`);
+        with ``config.point_estimate="posterior_mean"`` the moments' ``imputation`` is the pass with
+        every weight at its posterior mean instead of the samples' mean."""
         core = self._require_fitted()
-        return monte_carlo_moments(
+        moments, samples = monte_carlo_moments(
             core, dataset, self.config, self.device, n_samples,
             monte_carlo_records_per_pass(len(dataset), self.config.batch_size, n_samples),
             monte_carlo_records_per_pass(len(dataset), self.config.batch_size, max(self.config.masking_samples, 1)))
+        if self.config.point_estimate == "posterior_mean":
+            data = prepare(dataset, self.config.delta_convention, self.device)
+            point = impute_prepared(core, data, 4 * self.config.batch_size).cpu().numpy()
+            moments["imputation"] = point.astype(moments["imputation"].dtype)
+        return moments, samples
 
     def predict(self, test: TimeSeriesDataset | np.ndarray, n_samples: int | None = None, level: float = 0.9,
                 return_samples: bool = False, calibrated: bool | None = None) -> dict[str, np.ndarray]:
@@ -255,7 +262,8 @@ class RecurrentImputer:
         Bayesian models (``config.bayesian``) run ``n_samples`` Monte Carlo weight samples
         (default ``config.n_samples``; batched, DEARI sec. 4.3) and ``config.masking_samples``
         randomly masked passes (:mod:`gapray.imputation.predictive`); ``"imputation"`` is then the
-        Monte Carlo mean, and the result adds ``"std"`` (predictive, uncalibrated),
+        posterior-mean pass (``config.point_estimate="posterior_mean"``, default) or the Monte Carlo
+        mean (``"mc_mean"``), and the result adds ``"std"`` (predictive, uncalibrated),
         ``"epistemic_std"``, ``"aleatoric_std"`` and the interval ``"lower"``/``"upper"`` at
         ``level``. ``calibrated``: True, the split-conformal interval fitted on validation during
         :meth:`fit` (plus ``"calibrated_std"``, the std that interval corresponds to); False, the

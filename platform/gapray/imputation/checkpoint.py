@@ -26,7 +26,7 @@ from gapray.data.cache import cache_root
 #: the per-call time budget, the epoch limit (raising it continues a run that hit it) and the
 #: early-stopping patience (raising it continues an early-stopped run exactly as if it had been
 #: started with that patience: the references train all 300 epochs and keep the best one).
-RESUMABLE_CHANGES = frozenset({"device", "max_seconds", "epochs", "patience"})
+RESUMABLE_CHANGES = frozenset({"device", "max_seconds", "epochs", "patience", "point_estimate"})
 CHECKPOINT_NAME = "checkpoint.pt"
 
 

@@ -4,7 +4,8 @@ Model names (the rows of DEARI Table 1): ``mean``, ``locf``, ``brits-lstm``, ``b
 ``brits-dml`` (GRU + DML, mean pooling), ``deari`` (3 layers), ``deari-dml`` (CLS pooling), and the
 Bayesian rows (DEARI sec. 4.3) ``bayes-brits`` (LSTM), ``bayes-deari`` and ``bayes-deari-dml``:
 Bayes-by-Backprop recurrent weights, sampled every ``unfreeze_every`` steps (paper: 100) with
-``n_samples`` (paper: 10) weight samples; they are scored on the Monte Carlo mean and, by
+``n_samples`` (paper: 10) weight samples; they are scored on their point imputation
+(``config.point_estimate``: the posterior-mean pass by default, or the Monte Carlo mean) and, by
 :func:`score_uncertainty`, on their raw and split-conformal calibrated intervals.
 """
 
@@ -96,8 +97,9 @@ def monte_carlo_predictions(model: Any, split: Split, n_samples: int, level: flo
 def score_uncertainty(model: Any, split: Split, n_samples: int | None = None, level: float = 0.9) -> dict[str, Any]:
     """Monte Carlo scores of a fitted Bayesian model on ``split.test``'s removed entries.
 
-    ``mae``/``mre`` of the Monte Carlo mean of ``n_samples`` passes (default
-    ``model.config.n_samples``), ``frozen_mae`` of the posterior means alone; raw ``picp``,
+    ``mae``/``mre`` of the imputation ``predict`` returns (``point_estimate``: the posterior-mean
+    pass, or the mean of the ``n_samples`` Monte Carlo passes; default ``model.config.n_samples``),
+    ``frozen_mae`` of the posterior means alone, ``mc_mean_mae`` of the samples' mean; raw ``picp``,
     ``width`` and sample ``crps`` of the Gaussian interval at ``level``; ``calibrated_picp``,
     ``calibrated_width``, ``calibrated_crps`` after split-conformal scaling of the std on
     ``split.val``'s removed entries (:func:`gapray.imputation.uncertainty.calibrate_and_score`),
@@ -122,7 +124,9 @@ def score_uncertainty(model: Any, split: Split, n_samples: int | None = None, le
         "mae": masked_mae(test_pred["imputation"], target, mask),
         "mre": masked_mre(test_pred["imputation"], target, mask),
         "frozen_mae": masked_mae(frozen["imputation"], target, mask),
-        **scores, "n_samples": n_samples, "level": level, **seconds,
+        "mc_mean_mae": masked_mae(samples.mean(axis=0), target, mask),
+        **scores, "n_samples": n_samples, "level": level, "point_estimate": model.config.point_estimate,
+        **seconds,
     }
 
 
@@ -134,7 +138,7 @@ def fit_and_score(model: Any, split: Split, n_samples: int | None = None, level:
     already there, continues from it (:func:`gapray.imputation.checkpoint.resume_or_start`); the
     reported epochs, timings and ``fit_seconds`` then cover the whole run, every session of it
     (``resumed_from_epoch`` says where this call started). Bayesian models are scored on their
-    Monte Carlo mean and intervals (:func:`score_uncertainty`, ``n_samples`` passes, default the
+    point imputation and intervals (:func:`score_uncertainty`, ``n_samples`` passes, default the
     model's ``config.n_samples``)."""
     resumed_from = 0
     if checkpoint_path is not None:

@@ -5,8 +5,9 @@ marginalisation of the recurrent weights (Eqs. 22-25), and the *aleatoric* one, 
 random masking approach". Both are Monte Carlo here:
 
 - **epistemic passes** (:func:`gapray.imputation.training.sample_imputations`): ``n_samples``
-  weight samples on the full input. Their mean is the imputation (the Monte Carlo mean), their
-  spread ``epistemic_std``.
+  weight samples on the full input. Their spread is ``epistemic_std``; their mean (the Monte
+  Carlo mean) is the imputation with ``config.point_estimate="mc_mean"``, while the default
+  imputation is one pass with every weight at its posterior mean (``base.RecurrentImputer._moments``).
 - **aleatoric passes** (:func:`masked_passes`): ``masking_samples`` passes, each with its own
   weight sample and its own random removal of ``masking_rate`` of every record's observed inputs,
   drawn exactly as the evaluation protocol removes ground truth
