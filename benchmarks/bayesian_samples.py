@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--aggregate", default="last", choices=["last", "mean"])
     parser.add_argument("--samples", default="1,2,5,10,20,50,100", help="comma-separated K values")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out-dir", default=str(RESULTS), help="where the json and md files go")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     counts = sorted({int(k) for k in args.samples.split(",")})
@@ -103,9 +104,10 @@ def main() -> None:
         "held_out_entries": int(held_out.sum()), "seconds": seconds, "rows": rows,
     }
     print(json.dumps(record, indent=1))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"bayesian_samples_{args.tag}.json").write_text(json.dumps(record, indent=1))
-    (RESULTS / f"bayesian_samples_{args.tag}.md").write_text(markdown(record))
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"bayesian_samples_{args.tag}.json").write_text(json.dumps(record, indent=1))
+    (out / f"bayesian_samples_{args.tag}.md").write_text(markdown(record))
 
 
 def markdown(record: dict[str, Any]) -> str:

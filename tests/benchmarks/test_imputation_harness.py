@@ -113,3 +113,27 @@ def test_continue_from_extends_a_copy_of_another_tags_run_and_leaves_it_untouche
     missing = _harness(tmp_path, data_dir, "missing", "--continue-from", "nothing-here")
     assert missing.returncode != 0 and "no checkpoint" in missing.stderr and "nothing-here" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_bayesian_samples_scores_the_posterior_mean_and_the_mean_of_k_weight_samples(
+        tmp_path: Path, data_dir: Path) -> None:
+    """benchmarks/bayesian_samples.py on a 1-epoch Bayesian row: K = 1 is the single sample, the
+    posterior mean is the row's frozen MAE, and a checkpoint that is not there is named."""
+    trained = _harness(tmp_path, data_dir, "bayes", "--models", "bayes-brits")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    env = {**os.environ, "GAPRAY_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "benchmarks/bayesian_samples.py", "--data-dir", str(data_dir), "--dataset",
+               "beijing-air", "--model", "bayes-brits", "--samples", "3,1", "--out-dir", str(tmp_path / "results")]
+    result = subprocess.run([*command, "--tag", "bayes"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((tmp_path / "results" / "bayesian_samples_bayes.json").read_text())
+    row = json.loads((tmp_path / "results" / "imputation_bayes.json").read_text())["rows"][0]
+    assert [r["K"] for r in record["rows"]] == [1, 3]
+    assert record["rows"][0]["mae"] == record["single_sample_mae"]
+    assert abs(record["posterior_mean_mae"] - row["frozen_mae"]) < 1e-6
+    assert record["rows"][0]["noise_std"] > record["rows"][1]["noise_std"] > 0
+    assert "| 3 |" in (tmp_path / "results" / "bayesian_samples_bayes.md").read_text()
+    missing = subprocess.run([*command, "--tag", "nothing-here"], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert missing.returncode != 0 and "no such checkpoint" in missing.stderr and "Traceback" not in missing.stderr
