@@ -4,6 +4,7 @@ in test_cluster_sweep.py, on the two-node sweep.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -62,6 +63,22 @@ def _finished_trial_runs(database: Path) -> int:
         return 0
 
 
+def _persisted_terminated_trials(experiment_dir: Path) -> set[str]:
+    """Trial ids that Tune's latest saved experiment state (``experiment_state-*.json`` under the
+    storage path, what ``--resume`` restores) records as TERMINATED. An MLflow run can be FINISHED
+    a few seconds before Tune saves its trial's state: a kill in between reruns that trial, as Tune
+    documents, so only the persisted ones must not run again."""
+    states = sorted(experiment_dir.glob("experiment_state-*.json"))
+    if not states:
+        return set()
+    try:
+        trial_data = json.loads(states[-1].read_text())["trial_data"]
+    except (OSError, ValueError, KeyError):  # being written: not saved yet
+        return set()
+    trials = (json.loads(state) for state, _runtime in trial_data)
+    return {t["trial_id"] for t in trials if t.get("status") == "TERMINATED"}
+
+
 def test_killed_driver_resumes_without_rerunning_finished_trials_or_duplicating_runs(
     tmp_path: Path, data_dir: Path
 ) -> None:
@@ -72,9 +89,11 @@ def test_killed_driver_resumes_without_rerunning_finished_trials_or_duplicating_
                               stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        while not _finished_trial_runs(tmp_path / "mlflow.db"):  # kill once a trial has finished
+        experiment_dir = tmp_path / "results" / "killed"
+        # kill once a trial has finished and Tune has saved that (what --resume restores)
+        while not (_finished_trial_runs(tmp_path / "mlflow.db") and _persisted_terminated_trials(experiment_dir)):
             assert driver.poll() is None, f"sweep ended before it was killed:\n{(tmp_path / 'first.log').read_text()}"
-            assert time.monotonic() < deadline, "no trial finished within 300 s"
+            assert time.monotonic() < deadline, "no finished trial saved by Tune within 300 s"
             time.sleep(0.5)
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
@@ -86,7 +105,9 @@ def test_killed_driver_resumes_without_rerunning_finished_trials_or_duplicating_
             pass
         log.close()
     client, before = _children(uri)
-    done_before = {c.data.tags[TRIAL_ID_TAG]: c for c in before if c.info.status == "FINISHED"}
+    persisted = _persisted_terminated_trials(tmp_path / "results" / "killed")
+    done_before = {c.data.tags[TRIAL_ID_TAG]: c for c in before
+                   if c.info.status == "FINISHED" and c.data.tags[TRIAL_ID_TAG] in persisted}
     history_before = {t: [m.step for m in client.get_metric_history(c.info.run_id, "val_mae")]
                       for t, c in done_before.items()}
     assert 1 <= len(done_before) < 3  # one trial at a time: killed mid-sweep
