@@ -40,13 +40,9 @@ from gapray.imputation.bayesian import posterior_spread_summary
 from gapray.imputation.checkpoint import run_dir
 from gapray.imputation.experiment import build_model
 from gapray.imputation.training import prepare, sample_imputations
+from gapray.metrics import masked_mae
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def held_out_mae(imputation: np.ndarray, target: np.ndarray, held_out: np.ndarray) -> float:
-    """MAE on the held-out entries (float64), as ``gapray.imputation.training.masked_errors``."""
-    return float(np.abs(imputation.astype(np.float64) - target)[held_out].mean())
 
 
 def main() -> None:
@@ -82,8 +78,7 @@ def main() -> None:
         options = {"progress": False, "aggregate": args.aggregate}
     dataset = load_dataset(args.dataset, args.data_dir, **options)
     test = imputation_split(dataset, protocol="deari", rate=args.mask_rate, seed=args.seed, fold=args.fold).test
-    target = np.nan_to_num(test.X_ori).astype(np.float64)
-    held_out = test.indicating_mask > 0
+    target, held_out = test.X_ori, test.indicating_mask
 
     started = time.perf_counter()
     frozen = model.predict(test, n_samples=0)["imputation"]
@@ -91,17 +86,17 @@ def main() -> None:
     data = prepare(test, model.config.delta_convention, model.device)
     samples = sample_imputations(core, data, model.config.batch_size, counts[-1]).cpu().numpy()
     seconds = time.perf_counter() - started
-    epistemic = samples.astype(np.float64).std(axis=0, ddof=1)[held_out] if counts[-1] > 1 else np.zeros(1)
-    rows = [{"K": k, "mae": held_out_mae(samples[:k].mean(axis=0), target, held_out),
+    epistemic = samples.astype(np.float64).std(axis=0, ddof=1)[held_out > 0] if counts[-1] > 1 else np.zeros(1)
+    rows = [{"K": k, "mae": masked_mae(samples[:k].mean(axis=0), target, held_out),
              "noise_std": float(np.sqrt(np.mean(epistemic ** 2) / k))} for k in counts]
     record = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "checkpoint": str(checkpoint),
         "best_epoch": model.state.best_epoch, "epochs": model.state.epoch,
         "config": {k: getattr(model.config, k) for k in ("unfreeze_every", "n_samples", "kl_weight", "rho_init")},
-        "posterior_mean_mae": held_out_mae(frozen, target, held_out),
-        "single_sample_mae": held_out_mae(samples[0], target, held_out),
+        "posterior_mean_mae": masked_mae(frozen, target, held_out),
+        "single_sample_mae": masked_mae(samples[0], target, held_out),
         "mean_epistemic_std": float(epistemic.mean()), "posterior_weight_std": posterior_spread_summary(core),
-        "held_out_entries": int(held_out.sum()), "seconds": seconds, "rows": rows,
+        "held_out_entries": int((held_out > 0).sum()), "seconds": seconds, "rows": rows,
     }
     print(json.dumps(record, indent=1))
     out = Path(args.out_dir)
